@@ -1,0 +1,247 @@
+"""LSMR (Fong & Saunders, 2011) as a JAX ``while_loop``: the *values* half of the lab.
+
+LSMR solves ``min ||A x - b||^2 + damp^2 ||x||^2`` with one product ``A v`` and one ``A^T u``
+per iteration. It runs Golub–Kahan bidiagonalisation
+
+    beta_1 u_1 = b,   alpha_1 v_1 = A^T u_1,
+    beta_{k+1} u_{k+1} = A v_k - alpha_k u_k,   alpha_{k+1} v_{k+1} = A^T u_{k+1} - beta_{k+1} v_k,
+
+and applies MINRES to the normal equations ``(A^T A + damp^2 I) x = A^T b`` in the Krylov basis
+``V_k`` through two sequences of Givens rotations, so ``||A^T r_k||`` decreases monotonically.
+Memory is a handful of vectors, whatever the number of iterations.
+
+Stopping rules and ``istop`` codes follow SciPy's ``scipy.sparse.linalg.lsmr`` so that iteration
+counts can be compared one to one; code 8 is ours and marks a non-finite value met during the run.
+This module is not differentiable by itself: :mod:`lsqlab.gradients` supplies the adjoint rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from lsqlab.operators import LinearMap
+
+STOP_REASONS: tuple[str, ...] = (
+    "x = 0 is a solution (b = 0 or A^T b = 0)",  # 0
+    "||r|| small: Ax - b small enough for atol, btol",  # 1
+    "||A^T r|| small: least-squares solution within atol",  # 2
+    "cond(A) exceeds conlim",  # 3
+    "||r|| small at machine precision",  # 4
+    "||A^T r|| small at machine precision",  # 5
+    "cond(A) too large for machine precision",  # 6
+    "iteration limit reached before convergence",  # 7
+    "non-finite value (NaN/Inf) in b or in the operator's output",  # 8
+)
+CONVERGED_CODES: tuple[int, ...] = (0, 1, 2, 4, 5)
+
+
+@dataclass(frozen=True)
+class LSMROptions:
+    """Tolerances of one LSMR solve (SciPy's meaning and defaults); ``maxiter=None`` is min(m, n)."""
+
+    atol: float = 1e-6
+    btol: float = 1e-6
+    conlim: float = 1e8
+    maxiter: int | None = None
+
+    def iteration_limit(self, m: int, n: int) -> int:
+        return min(m, n) if self.maxiter is None else int(self.maxiter)
+
+
+class LstSqInfo(NamedTuple):
+    """What a solve reports. Arrays, so that it can leave ``jit`` and ``vmap``."""
+
+    iterations: jax.Array  # number of iterations run
+    istop: jax.Array  # stop reason, index into STOP_REASONS (SciPy's codes, plus 8)
+    normr: jax.Array  # ||b - A x|| (for damp > 0: of the stacked residual [b - Ax; -damp x])
+    normar: jax.Array  # ||A^T r - damp^2 x||
+    norma: jax.Array  # Frobenius-norm estimate of [A; damp I]
+    conda: jax.Array  # condition-number estimate of [A; damp I]
+    normx: jax.Array  # ||x||
+
+    @property
+    def reason(self) -> str:
+        """Readable stop reason (needs a concrete, unbatched ``istop``)."""
+        return STOP_REASONS[int(self.istop)]
+
+    @property
+    def converged(self) -> jax.Array:
+        return jnp.isin(self.istop, jnp.asarray(CONVERGED_CODES))
+
+
+class _State(NamedTuple):
+    itn: jax.Array
+    istop: jax.Array  # -1 while running
+    x: jax.Array
+    u: jax.Array
+    v: jax.Array
+    h: jax.Array
+    hbar: jax.Array
+    alpha: jax.Array
+    alphabar: jax.Array
+    zeta: jax.Array
+    zetabar: jax.Array
+    rho: jax.Array
+    rhobar: jax.Array
+    cbar: jax.Array
+    sbar: jax.Array
+    betadd: jax.Array
+    betad: jax.Array
+    rhodold: jax.Array
+    tautildeold: jax.Array
+    thetatilde: jax.Array
+    d: jax.Array
+    norma2: jax.Array
+    maxrbar: jax.Array
+    minrbar: jax.Array
+    normr: jax.Array
+    normar: jax.Array
+    norma: jax.Array
+    conda: jax.Array
+    normx: jax.Array
+
+
+def givens(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Rotation (c, s, r) with [c s; -s c] [a; b] = [r; 0] and r = hypot(a, b) >= 0."""
+    r = jnp.hypot(a, b)
+    nonzero = r > 0
+    safe_r = jnp.where(nonzero, r, 1)
+    return jnp.where(nonzero, a / safe_r, 0), jnp.where(nonzero, b / safe_r, 0), r
+
+
+def _normalise(w: jax.Array, norm: jax.Array) -> jax.Array:
+    return jnp.where(norm > 0, w / jnp.where(norm > 0, norm, 1), w)
+
+
+def lsmr(
+    op: LinearMap,
+    b: jax.Array,
+    damp: jax.Array | float = 0.0,
+    x0: jax.Array | None = None,
+    options: LSMROptions = LSMROptions(),
+) -> tuple[jax.Array, LstSqInfo]:
+    """Solve ``min ||A x - b||^2 + damp^2 ||x||^2`` for 1-D ``b``; from ``x0 = 0`` the minimum-norm solution."""
+    m, n = op.shape
+    dtype = b.dtype
+    damp = jnp.asarray(damp, dtype)
+    maxiter = options.iteration_limit(m, n)
+    ctol = 1.0 / options.conlim if options.conlim > 0 else 0.0
+    atol, btol = options.atol, options.btol
+
+    normb = jnp.linalg.norm(b)
+    x = jnp.zeros(n, dtype) if x0 is None else x0
+    u = b if x0 is None else b - op.mv(x0)
+    beta = jnp.linalg.norm(u)
+    u = _normalise(u, beta)
+    v = op.rmv(u)
+    alpha = jnp.where(beta > 0, jnp.linalg.norm(v), 0)
+    v = jnp.where(beta > 0, _normalise(v, alpha), jnp.zeros_like(v))
+    finite = jnp.isfinite(beta) & jnp.isfinite(alpha)
+    trivially_done = (alpha * beta == 0) | (normb == 0)
+    istop = jnp.where(finite, jnp.where(trivially_done, 0, -1), 8)
+    x = jnp.where((normb == 0) | ~finite, jnp.zeros_like(x), x)
+    zero = jnp.zeros((), dtype)
+    one = jnp.ones((), dtype)
+    state = _State(
+        itn=jnp.zeros((), jnp.int32), istop=istop.astype(jnp.int32), x=x, u=u, v=v, h=v,
+        hbar=jnp.zeros(n, dtype), alpha=alpha, alphabar=alpha, zeta=zero, zetabar=alpha * beta,
+        rho=one, rhobar=one, cbar=one, sbar=zero, betadd=beta, betad=zero, rhodold=one,
+        tautildeold=zero, thetatilde=zero, d=zero, norma2=alpha**2, maxrbar=zero,
+        minrbar=jnp.asarray(1e100 if dtype == jnp.float64 else 1e30, dtype),
+        normr=beta, normar=alpha * beta, norma=alpha, conda=one, normx=jnp.linalg.norm(x),
+    )
+
+    def step(s: _State) -> _State:
+        itn = s.itn + 1
+        # Golub–Kahan: beta u <- A v - alpha u ; alpha v <- A^T u - beta v.
+        u = op.mv(s.v) - s.alpha * s.u
+        beta = jnp.linalg.norm(u)
+        u = _normalise(u, beta)
+        v_new = op.rmv(u) - beta * s.v
+        alpha_new = jnp.linalg.norm(v_new)
+        v = jnp.where(beta > 0, _normalise(v_new, alpha_new), s.v)
+        alpha = jnp.where(beta > 0, alpha_new, s.alpha)
+
+        # Rotation Qhat eliminating damp, then Q turning the bidiagonal B_k into R_k.
+        chat, shat, alphahat = givens(s.alphabar, damp)
+        c, sn, rho = givens(alphahat, beta)
+        thetanew = sn * alpha
+        alphabar = c * alpha
+        # Rotation Qbar turning R_k^T into Rbar_k.
+        thetabar = s.sbar * rho
+        rhotemp = s.cbar * rho
+        cbar, sbar, rhobar = givens(s.cbar * rho, thetanew)
+        zeta = cbar * s.zetabar
+        zetabar = -sbar * s.zetabar
+        # Update the search directions and x.
+        hbar = s.h - (thetabar * rho / (s.rho * s.rhobar)) * s.hbar
+        x = s.x + (zeta / (rho * rhobar)) * hbar
+        h = v - (thetanew / rho) * s.h
+
+        # Estimate ||r|| from the rotated right-hand side.
+        betaacute = chat * s.betadd
+        betacheck = -shat * s.betadd
+        betahat = c * betaacute
+        betadd = -sn * betaacute
+        ctildeold, stildeold, rhotildeold = givens(s.rhodold, thetabar)
+        thetatilde = stildeold * rhobar
+        rhodold = ctildeold * rhobar
+        betad = -stildeold * s.betad + ctildeold * betahat
+        tautildeold = (s.zeta - s.thetatilde * s.tautildeold) / rhotildeold
+        taud = (zeta - thetatilde * tautildeold) / rhodold
+        d = s.d + betacheck**2
+        normr = jnp.sqrt(d + (betad - taud) ** 2 + betadd**2)
+
+        # Estimates of ||A|| and cond(A).
+        norma = jnp.sqrt(s.norma2 + beta**2)
+        norma2 = s.norma2 + beta**2 + alpha**2
+        maxrbar = jnp.maximum(s.maxrbar, s.rhobar)
+        minrbar = jnp.where(itn > 1, jnp.minimum(s.minrbar, s.rhobar), s.minrbar)
+        conda = jnp.maximum(maxrbar, rhotemp) / jnp.minimum(minrbar, rhotemp)
+
+        normar = jnp.abs(zetabar)
+        normx = jnp.linalg.norm(x)
+        istop = _stop_code(itn, maxiter, normr, normar, norma, conda, normx, normb, atol, btol, ctol)
+        new = _State(
+            itn=itn, istop=istop, x=x, u=u, v=v, h=h, hbar=hbar, alpha=alpha, alphabar=alphabar,
+            zeta=zeta, zetabar=zetabar, rho=rho, rhobar=rhobar, cbar=cbar, sbar=sbar,
+            betadd=betadd, betad=betad, rhodold=rhodold, tautildeold=tautildeold,
+            thetatilde=thetatilde, d=d, norma2=norma2, maxrbar=maxrbar, minrbar=minrbar,
+            normr=normr, normar=normar, norma=norma, conda=conda, normx=normx,
+        )
+        finite = jnp.isfinite(beta) & jnp.isfinite(alpha) & jnp.isfinite(normx)
+        # On a non-finite value keep the last finite iterate and stop with code 8.
+        kept = jax.tree.map(lambda a, b_: jnp.where(finite, a, b_), new, s)
+        return kept._replace(itn=itn, istop=jnp.where(finite, istop, 8).astype(jnp.int32))
+
+    final = lax.while_loop(lambda s: (s.istop < 0) & (s.itn < maxiter), step, state)
+    istop = jnp.where(final.istop < 0, 7, final.istop).astype(jnp.int32)
+    info = LstSqInfo(final.itn, istop, final.normr, final.normar, final.norma, final.conda, final.normx)
+    return final.x, info
+
+
+def _stop_code(itn, maxiter, normr, normar, norma, conda, normx, normb, atol, btol, ctol) -> jax.Array:
+    """SciPy's tests in SciPy's order: later (user-tolerance) tests override earlier ones."""
+    test1 = normr / normb
+    denom = norma * normr
+    test2 = jnp.where(denom != 0, normar / jnp.where(denom != 0, denom, 1), jnp.inf)
+    test3 = 1 / conda
+    t1 = test1 / (1 + norma * normx / normb)
+    rtol = btol + atol * norma * normx / normb
+    code = jnp.full((), -1, jnp.int32)
+    for condition, value in (
+        (itn >= maxiter, 7),
+        (1 + test3 <= 1, 6),
+        (1 + test2 <= 1, 5),
+        (1 + t1 <= 1, 4),
+        (test3 <= ctol, 3),
+        (test2 <= atol, 2),
+        (test1 <= rtol, 1),
+    ):
+        code = jnp.where(condition, value, code)
+    return code

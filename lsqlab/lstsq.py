@@ -1,0 +1,79 @@
+"""``lstsq``: the public, differentiable, matrix-free least-squares solve.
+
+    x* = LstSq(A, b, damp) = argmin_x ||A x - b||^2 + damp^2 ||x||^2
+         (the minimum-norm minimiser when damp = 0 and the minimiser is not unique)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
+from lsqlab.lsmr import LSMROptions, LstSqInfo, lsmr
+from lsqlab.operators import as_operator, is_concrete
+
+
+def lstsq(
+    A: Any,
+    b: Any,
+    *,
+    damp: float | jax.Array = 0.0,
+    x0: Any = None,
+    domain: Any = None,
+    atol: float = 1e-6,
+    btol: float = 1e-6,
+    conlim: float = 1e8,
+    maxiter: int | None = None,
+    backward: LSMROptions | None = None,
+    assume_full_rank: bool = True,
+    solver: Solver = lsmr,
+) -> tuple[Any, LstSqInfo]:
+    """Solve min ||A x - b||^2 + damp^2 ||x||^2 matrix-free, with exact derivatives.
+
+    Args:
+      A: a 2-D array, or a function ``v -> A v`` linear in ``v`` (pytrees allowed) that may close over
+        arrays; ``A^T u`` is derived by JAX. Gradients flow to every array it closes over.
+      b: right-hand side (1-D array; a pytree matching ``A``'s output for a function ``A``).
+      damp: Tikhonov damping >= 0 (differentiable).
+      x0: warm start (not differentiated); for a function ``A`` it also fixes the input space.
+      domain: the input space of a function ``A`` when no ``x0`` is given (arrays or ShapeDtypeStructs).
+      atol, btol, conlim, maxiter: LSMR stopping rules, as in ``scipy.sparse.linalg.lsmr``.
+      backward: options of the solves inside the derivative rules (default: the forward ones).
+      assume_full_rank: for damp = 0, assume A has full column (tall) or row (wide) rank. Set False for
+        rank-deficient undamped problems: exact first derivatives at constant rank, for one more
+        solve forward and one more backward.
+      solver: any function ``(op, b, damp, x0, options) -> (x, info)`` returning LstSq.
+
+    Returns:
+      ``(x, info)`` with ``info`` an :class:`~lsqlab.lsmr.LstSqInfo` (iterations, istop and its
+      ``reason``, ||r||, ||A^T r||, estimates of ||A|| and cond(A), ||x||). Non-convergence is
+      reported in ``info.istop`` (7: iteration limit; 8: NaN/Inf met), never raised under ``jit``.
+    """
+    damp_kind = _check_damp(damp)
+    problem = as_operator(A, b, x0, domain)
+    forward = LSMROptions(atol, btol, conlim, maxiter)
+    config = RuleConfig(
+        solver=solver, forward=forward, backward=forward if backward is None else backward,
+        shape=problem.shape, assume_full_rank=assume_full_rank, damp_kind=damp_kind,
+    )
+    x0_flat = None if problem.x0 is None else jax.lax.stop_gradient(problem.x0)
+    damp_array = jnp.asarray(damp, problem.b.dtype)
+    x, info = solve_lstsq(problem.apply, config, problem.params, problem.b, damp_array, x0_flat)
+    return problem.unravel_x(x), info
+
+
+def _check_damp(damp: float | jax.Array) -> str:
+    """Reject negative or non-finite concrete damping; classify it for the derivative rules."""
+    if jnp.ndim(damp) != 0:
+        raise ValueError(f"damp must be a scalar, got shape {jnp.shape(damp)}")
+    if not is_concrete(damp):
+        return "traced"
+    value = float(damp)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"damp must be finite and >= 0, got {value}")
+    if isinstance(damp, (int, float)):
+        return "zero" if value == 0 else "positive"
+    return "traced"

@@ -1,0 +1,192 @@
+"""Linear operators given as matrices or as functions ``v -> A v``, flattened to vectors.
+
+A function operator may take and return pytrees and may close over arrays (its parameters).
+:func:`as_operator` closure-converts it, so that the closed-over arrays become explicit,
+differentiable inputs, and derives ``A^T u`` with ``jax.linear_transpose``: the user never writes
+the transpose. Checks that can run before tracing (shapes, dtypes, linearity) raise ``ValueError``
+or ``TypeError`` naming the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+Apply = Callable[[Any, jax.Array], jax.Array]  # (params, flat v) -> flat A v
+
+
+class LinearMap(NamedTuple):
+    """A: R^n -> R^m on flat vectors, as ``mv(v) = A v`` and ``rmv(u) = A^T u``."""
+
+    mv: Callable[[jax.Array], jax.Array]
+    rmv: Callable[[jax.Array], jax.Array]
+    shape: tuple[int, int]
+
+    @property
+    def T(self) -> "LinearMap":
+        return LinearMap(self.rmv, self.mv, (self.shape[1], self.shape[0]))
+
+
+def matmul(matrix: jax.Array, v: jax.Array) -> jax.Array:
+    """The apply function of a dense matrix operator: A v."""
+    return matrix @ v
+
+
+def linear_map(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any) -> LinearMap:
+    """Bind parameters: ``mv = apply(params, .)``, ``rmv`` its transpose by ``jax.linear_transpose``."""
+
+    def mv(v: jax.Array) -> jax.Array:
+        return apply(params, v)
+
+    transpose = jax.linear_transpose(mv, jax.ShapeDtypeStruct((shape[1],), dtype))
+    return LinearMap(mv, lambda u: transpose(u)[0], shape)
+
+
+def _is_float_dtype(dtype: Any) -> bool:
+    return jnp.issubdtype(dtype, jnp.floating)
+
+
+def check_float(name: str, dtype: Any) -> None:
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name} is complex ({dtype}); lsqlab solves real least-squares problems")
+    if not _is_float_dtype(dtype):
+        raise TypeError(f"{name} has dtype {dtype}; a floating dtype (float32 or float64) is needed")
+
+
+def is_concrete(*trees: Any) -> bool:
+    """True when no leaf is a tracer, so values can be inspected in Python."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
+
+
+def check_finite(name: str, value: jax.Array) -> None:
+    """Raise for NaN/Inf in a concrete array (traced arrays are checked in the solve: istop 8)."""
+    if is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+class FlatProblem(NamedTuple):
+    """A least-squares problem flattened to vectors; ``apply(params, v)`` is linear in ``v``."""
+
+    apply: Apply
+    params: Any
+    b: jax.Array
+    x0: jax.Array | None
+    shape: tuple[int, int]
+    unravel_x: Callable[[jax.Array], Any]
+
+
+def as_operator(A: Any, b: Any, x0: Any = None, domain: Any = None) -> FlatProblem:
+    """Validate ``A``, ``b`` (and ``x0``/``domain``) and flatten them.
+
+    ``A``: a 2-D array, or a function linear in its argument. For a function the domain is taken
+    from ``x0`` or ``domain`` (a pytree of arrays or ``jax.ShapeDtypeStruct``).
+    """
+    b_flat, _ = ravel_pytree(b)
+    for leaf in jax.tree.leaves(b):
+        check_float("b", jnp.result_type(leaf))
+    check_finite("b", b_flat)
+    dtype = b_flat.dtype
+    like = x0 if x0 is not None else domain
+    if callable(A):
+        if like is None:
+            raise ValueError("A is a function: pass x0 (e.g. jnp.zeros(n)) or domain= to fix its input space")
+        return _function_problem(A, b, b_flat, x0, like, dtype)
+    return _matrix_problem(A, b, b_flat, x0, dtype)
+
+
+def _matrix_problem(A: Any, b: Any, b_flat: jax.Array, x0: Any, dtype: Any) -> FlatProblem:
+    A = jnp.asarray(A)
+    check_float("A", A.dtype)
+    if A.ndim != 2:
+        raise ValueError(f"A must be a 2-D array or a function, got an array of shape {A.shape}")
+    if not (isinstance(b, (jax.Array, np.ndarray)) and jnp.ndim(b) == 1):
+        raise ValueError(f"with a matrix A, b must be a 1-D array, got {jax.tree.structure(b)} {jnp.shape(b)}")
+    m, n = A.shape
+    if b_flat.shape[0] != m:
+        raise ValueError(f"A has shape {A.shape} but b has {b_flat.shape[0]} entries (expected {m})")
+    if A.dtype != dtype:
+        raise TypeError(f"A has dtype {A.dtype} but b has dtype {dtype}; cast one of them")
+    check_finite("A", A)
+    x0_flat = None
+    if x0 is not None:
+        x0_flat = _check_x0(x0, n, dtype)
+    return FlatProblem(matmul, A, b_flat, x0_flat, (m, n), lambda x: x)
+
+
+def _check_x0(x0: Any, n: int, dtype: Any) -> jax.Array:
+    x0_flat, _ = ravel_pytree(x0)
+    if x0_flat.shape[0] != n:
+        raise ValueError(f"x0 has {x0_flat.shape[0]} entries but A has {n} columns")
+    if x0_flat.dtype != dtype:
+        raise TypeError(f"x0 has dtype {x0_flat.dtype} but b has dtype {dtype}")
+    check_finite("x0", x0_flat)
+    return x0_flat
+
+
+def _function_problem(A: Callable, b: Any, b_flat: jax.Array, x0: Any, like: Any, dtype: Any) -> FlatProblem:
+    example = jax.tree.map(lambda leaf: jnp.zeros(jnp.shape(leaf), leaf.dtype), like)
+    x_flat, unravel_x = ravel_pytree(example)
+    n = x_flat.shape[0]
+    if x_flat.dtype != dtype:
+        raise TypeError(f"the operator's input space has dtype {x_flat.dtype} but b has dtype {dtype}")
+    out = jax.eval_shape(A, example)
+    if jax.tree.structure(out) != jax.tree.structure(b) or any(
+        o.shape != jnp.shape(leaf) for o, leaf in zip(jax.tree.leaves(out), jax.tree.leaves(b))
+    ):
+        raise ValueError(f"A(x) returns {out}, which does not match the shape of b {jax.tree.map(jnp.shape, b)}")
+    out_dtypes = {o.dtype for o in jax.tree.leaves(out)}
+    if out_dtypes != {dtype}:
+        raise TypeError(f"A(x) returns dtype(s) {sorted(map(str, out_dtypes))} but b has dtype {dtype}")
+
+    def flat_apply(v: jax.Array) -> jax.Array:
+        return ravel_pytree(A(unravel_x(v)))[0]
+
+    converted, consts = jax.closure_convert(flat_apply, x_flat)
+    apply = _ConvertedApply(converted)
+    params = tuple(consts)
+    m = b_flat.shape[0]
+    _check_linear(apply, params, (m, n), dtype)
+    x0_flat = None if x0 is None else _check_x0(x0, n, dtype)
+    return FlatProblem(apply, params, b_flat, x0_flat, (m, n), unravel_x)
+
+
+class _ConvertedApply:
+    """``apply(params, v)`` for a closure-converted function ``converted(v, *params)``."""
+
+    def __init__(self, converted: Callable):
+        self.converted = converted
+
+    def __call__(self, params: tuple, v: jax.Array) -> jax.Array:
+        return self.converted(v, *params)
+
+
+def _check_linear(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any) -> None:
+    """Structural check (transposable by JAX) always; numerical check on random probes when concrete.
+
+    ``jax.linear_transpose`` rejects ``tanh(Av)`` or ``(Av)**2`` but accepts affine maps ``Av + c``;
+    the probe test ``||A(u+2w) - A(u) - 2A(w)||`` catches those (and piecewise-linear maps) when the
+    parameters are concrete.
+    """
+    try:
+        linear_map(apply, params, shape, dtype)
+    except NotImplementedError as error:
+        raise ValueError(f"A is not a linear function of its input: {error}") from None
+    if not is_concrete(params):
+        return
+    rng = np.random.default_rng(0)
+    u, w = (jnp.asarray(rng.standard_normal(shape[1]), dtype) for _ in range(2))
+    au, aw, auw = apply(params, u), apply(params, w), apply(params, u - 2 * w)
+    if not all(bool(jnp.all(jnp.isfinite(out))) for out in (au, aw, auw)):
+        raise ValueError("A's output contains NaN or Inf (on random finite inputs)")
+    scale = float(jnp.linalg.norm(au) + 2 * jnp.linalg.norm(aw))
+    tol = 1e3 * float(jnp.finfo(dtype).eps) * max(scale, float(jnp.finfo(dtype).tiny))
+    defect = float(jnp.linalg.norm(auw - au + 2 * aw))
+    if not defect <= tol:
+        raise ValueError(
+            f"A is not a linear function of its input: ||A(u - 2w) - A(u) + 2A(w)|| = {defect:.3g} "
+            f"on random probes (tolerance {tol:.3g}); an offset (A v + c) or a nonlinearity is not allowed"
+        )
