@@ -81,7 +81,7 @@ def svd_solver(op: LinearMap, b: jax.Array, damp: jax.Array | float = 0.0, x0: A
     r = b - A @ x
     conda = s[0] / jnp.min(jnp.where(keep, s, jnp.inf))
     info = LstSqInfo(
-        iterations=jnp.zeros((), jnp.int32), istop=jnp.full((), 2, jnp.int32),  # a direct solve normr=jnp.linalg.norm(r),
+        iterations=jnp.zeros((), jnp.int32), istop=jnp.full((), 2, jnp.int32), normr=jnp.linalg.norm(r),
         normar=jnp.linalg.norm(A.T @ r - damp2 * x), norma=jnp.linalg.norm(A), conda=conda,
         normx=jnp.linalg.norm(x),
     )

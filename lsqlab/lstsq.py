@@ -15,6 +15,9 @@ from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
 from lsqlab.lsmr import LSMROptions, LstSqInfo, lsmr
 from lsqlab.operators import as_operator, is_concrete
 
+# Compiled once per (operator kind, options, shape): eager calls with a matrix reuse the executable.
+_solve_lstsq_jit = jax.jit(solve_lstsq, static_argnums=(0, 1))
+
 
 def lstsq(
     A: Any,
@@ -61,7 +64,7 @@ def lstsq(
     )
     x0_flat = None if problem.x0 is None else jax.lax.stop_gradient(problem.x0)
     damp_array = jnp.asarray(damp, problem.b.dtype)
-    x, info = solve_lstsq(problem.apply, config, problem.params, problem.b, damp_array, x0_flat)
+    x, info = _solve_lstsq_jit(problem.apply, config, problem.params, problem.b, damp_array, x0_flat)
     return problem.unravel_x(x), info
 
 

@@ -88,7 +88,8 @@ class DampedFit(NamedTuple):
 
 def fit_damped(problem: RegressionProblem, damp: float) -> DampedFit:
     """Fit ``problem`` with damping ``damp`` and evaluate the result."""
-    weights = fit_weights(problem.features(problem.x_train), jnp.asarray(problem.y_train), jnp.asarray(float(damp)))
+    features = problem.features(problem.x_train)
+    weights = fit_weights(features, jnp.asarray(problem.y_train), jnp.asarray(float(damp)))
     return DampedFit(
         weights=np.asarray(weights),
         curve=np.asarray(problem.features(problem.x_grid) @ weights),

@@ -1,0 +1,257 @@
+"""Gradients: the adjoint (reverse) and tangent (forward) rules of lsqlab.gradients.
+
+Every rule is checked against two independent references in float64: the dense formulas of
+lsqlab.dense (SVD, method.md section 3) and central finite differences along directions that keep
+the rank of A fixed, A(e) = (U + e dU)(V + e dV)^T. Solves run at atol = btol = 1e-13, so solver
+error (about cond(A)^2 * 1e-13) is far below the tolerances used here. Finite differences use the
+fourth-order stencil (8 [f(h) - f(-h)] - [f(2h) - f(-2h)]) / 12h along directions scaled to a tenth
+of the smallest nonzero singular value, so truncation (h^4 |f^(5)|) and rounding (eps |f| / h) both
+stay near 1e-9 relative.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from conftest import matrix_with_spectrum
+from lsqlab import LSMROptions, lsmr, lstsq
+from lsqlab.dense import lstsq_dense, lstsq_dense_vjp, svd_solver
+
+TIGHT = dict(atol=1e-13, btol=1e-13, maxiter=5000)
+
+# (name, m, n, rank or None, damp, assume_full_rank, cond)
+CASES = [
+    ("tall", 40, 15, None, 0.0, True, 1e1),
+    ("wide", 15, 40, None, 0.0, True, 1e1),
+    ("square", 20, 20, None, 0.0, True, 1e1),
+    ("ill-conditioned", 40, 15, None, 0.0, True, 1e4),
+    ("damped tall", 40, 15, None, 0.3, True, 1e1),
+    ("damped wide", 15, 40, None, 0.3, True, 1e1),
+    ("rank-deficient damped", 40, 15, 6, 0.3, True, 1e1),
+    ("rank-deficient tall", 40, 15, 6, 0.0, False, 1e1),
+    ("rank-deficient wide", 15, 40, 6, 0.0, False, 1e1),
+    ("any-rank rule, full rank", 40, 15, None, 0.0, False, 1e1),
+]
+IDS = [c[0] for c in CASES]
+
+
+def low_rank_factors(rng, m, n, rank, cond):
+    k = rank if rank is not None else min(m, n)
+    A = matrix_with_spectrum(rng, m, n, np.logspace(0, -np.log10(cond), k))
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    return U[:, :k] * s[:k], Vt[:k].T  # A = L R^T
+
+
+def central_difference(f, h=1e-3):
+    """Fourth-order central difference of e -> f(e) at 0 (f may return a pytree)."""
+    fp, fm, f2p, f2m = f(h), f(-h), f(2 * h), f(-2 * h)
+    return jax.tree.map(lambda a, b, c, d: (8 * (a - b) - (c - d)) / (12 * h), fp, fm, f2p, f2m)
+
+
+def scaled_direction(rng, shape, size):
+    d = rng.standard_normal(shape)
+    return size * d / np.linalg.norm(d)
+
+
+def loss_of(x, w):
+    """A smooth loss whose cotangent g = w + x depends on the solution."""
+    return jnp.dot(w, x) + 0.5 * jnp.dot(x, x)
+
+
+@pytest.fixture(params=CASES, ids=IDS)
+def case(request, rng):
+    name, m, n, rank, damp, full_rank, cond = request.param
+    L, R = low_rank_factors(rng, m, n, rank, cond)
+    size = 0.1 / cond
+    return dict(L=L, R=R, b=rng.standard_normal(m), w=rng.standard_normal(n), damp=damp,
+                full_rank=full_rank, dL=scaled_direction(rng, L.shape, size),
+                dR=scaled_direction(rng, R.shape, size), db=scaled_direction(rng, m, size))
+
+
+def make_loss(case, solver=lsmr):
+    def loss(A, b, damp):
+        x, _ = lstsq(A, b, damp=damp, assume_full_rank=case["full_rank"], solver=solver, **TIGHT)
+        return loss_of(x, jnp.asarray(case["w"]))
+
+    return loss
+
+
+def along_direction(case, loss):
+    """e -> loss(A(e), b + e db, damp + e [damp > 0]) with A(e) = (L + e dL)(R + e dR)^T."""
+    ddamp = 1.0 if case["damp"] > 0 else 0.0
+
+    def f(e):
+        A = (case["L"] + e * case["dL"]) @ (case["R"] + e * case["dR"]).T
+        return loss(A, case["b"] + e * case["db"], case["damp"] + e * ddamp)
+
+    return jax.jit(f)
+
+
+def test_reverse_mode_matches_dense_formulas(case):
+    A = case["L"] @ case["R"].T
+    loss = make_loss(case)
+    gA, gb, gd = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(A), jnp.asarray(case["b"]), jnp.asarray(case["damp"]))
+    x = lstsq_dense(A, case["b"], case["damp"])
+    dA, db, dd = lstsq_dense_vjp(A, case["b"], case["damp"], case["w"] + x)
+    scale = np.linalg.norm(dA) + np.linalg.norm(db)
+    np.testing.assert_allclose(np.asarray(gA), dA, atol=1e-7 * scale)
+    np.testing.assert_allclose(np.asarray(gb), db, atol=1e-7 * scale)
+    np.testing.assert_allclose(float(gd), dd, atol=1e-7 * scale)
+
+
+def test_forward_and_reverse_match_finite_differences(case):
+    A = case["L"] @ case["R"].T
+    loss = make_loss(case)
+    f = along_direction(case, loss)
+    fd = central_difference(f)
+    forward = jax.jvp(f, (0.0,), (1.0,))[1]
+    gA, gb, gd = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(A), jnp.asarray(case["b"]), jnp.asarray(case["damp"]))
+    dA = case["dL"] @ case["R"].T + case["L"] @ case["dR"].T
+    reverse = jnp.sum(gA * dA) + jnp.dot(gb, case["db"]) + (gd if case["damp"] > 0 else 0.0)
+    np.testing.assert_allclose(float(forward), float(fd), rtol=1e-6)
+    np.testing.assert_allclose(float(reverse), float(forward), rtol=1e-9)
+
+
+def test_full_rank_rule_is_wrong_for_rank_deficient_undamped(rng):
+    """The peers' error, reproduced: without the constant-rank correction the gradient is off."""
+    L, R = low_rank_factors(rng, 40, 15, 6, 10.0)
+    case = dict(L=L, R=R, b=rng.standard_normal(40), w=rng.standard_normal(15), damp=0.0,
+                dL=scaled_direction(rng, L.shape, 0.01), dR=scaled_direction(rng, R.shape, 0.01),
+                db=np.zeros(40))
+    derivatives = {}
+    for full_rank in (True, False):
+        f = along_direction(dict(case, full_rank=full_rank), make_loss(dict(case, full_rank=full_rank)))
+        derivatives[full_rank] = float(jax.jvp(f, (0.0,), (1.0,))[1])
+        fd = float(central_difference(f))
+    assert abs(derivatives[False] - fd) <= 1e-6 * abs(fd)
+    assert abs(derivatives[True] - fd) >= 1e-2 * abs(fd)
+
+
+@pytest.mark.parametrize("rank,damp", [(None, 0.0), (None, 0.5), (4, 0.0)], ids=["full", "damped", "rank-deficient"])
+def test_check_grads_both_modes_through_a_function_operator(rng, rank, damp):
+    """jax.test_util.check_grads on A = L R^T given as a function closing over (L, R): every
+    perturbation of (L, R) keeps the rank, so finite differences are valid at any rank."""
+    L, R = low_rank_factors(rng, 12, 7, rank, 2.0)  # well conditioned for check_grads' 2-point FD
+    w = jnp.asarray(rng.standard_normal(7))
+
+    def f(L, R, b, damp):
+        x, _ = lstsq(lambda v: L @ (R.T @ v), b, damp=damp, x0=jnp.zeros(7),
+                     assume_full_rank=rank is None, **TIGHT)
+        return loss_of(x, w)
+
+    args = (jnp.asarray(L), jnp.asarray(R), jnp.asarray(rng.standard_normal(12)), jnp.asarray(damp))
+    if damp == 0.0:
+        check_grads(lambda L, R, b: f(L, R, b, 0.0), args[:3], order=1, modes=["fwd", "rev"], eps=1e-4)
+    else:
+        check_grads(f, args, order=1, modes=["fwd", "rev"], eps=1e-4)
+
+
+@pytest.mark.parametrize("damp", [0.0, 0.5], ids=["tall", "damped"])
+def test_hessian_vector_product_matches_finite_differences_of_gradient(rng, damp):
+    L, R = low_rank_factors(rng, 20, 8, None, 10.0)
+    A = jnp.asarray(L @ R.T)
+    w = jnp.asarray(rng.standard_normal(8))
+
+    def loss(A, b):
+        x, _ = lstsq(A, b, damp=damp, **TIGHT)
+        return loss_of(x, w) + jnp.sum(x**3) / 3
+
+    b = jnp.asarray(rng.standard_normal(20))
+    dA, db = (jnp.asarray(scaled_direction(rng, shape, 0.01)) for shape in (A.shape, 20))
+    grad = jax.grad(loss, argnums=(0, 1))
+    hvp = jax.jvp(grad, (A, b), (dA, db))[1]
+    fd = central_difference(lambda e: grad(A + e * dA, b + e * db))
+    for exact, approx in zip(hvp, fd):
+        scale = float(jnp.linalg.norm(approx))
+        np.testing.assert_allclose(np.asarray(exact), np.asarray(approx), atol=1e-7 * scale)
+    # Reverse-over-forward agrees with forward-over-reverse.
+    directional = lambda A, b: jax.jvp(loss, (A, b), (dA, db))[1]
+    rof = jax.grad(directional, argnums=(0, 1))(A, b)
+    for a, c in zip(rof, hvp):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=1e-8 * float(jnp.linalg.norm(c)))
+
+
+def test_zero_rhs_gives_zero_solution_and_finite_gradients(rng):
+    A = jnp.asarray(matrix_with_spectrum(rng, 20, 8, np.linspace(1, 2, 8)))
+    b = jnp.zeros(20)
+    sq = jax.grad(lambda A, b: jnp.sum(lstsq(A, b)[0] ** 2), argnums=(0, 1))(A, b)
+    assert all(np.all(np.asarray(g) == 0) for g in sq)
+    w = jnp.asarray(rng.standard_normal(8))
+    gA, gb = jax.grad(lambda A, b: jnp.dot(w, lstsq(A, b, **TIGHT)[0]), argnums=(0, 1))(A, b)
+    assert np.all(np.isfinite(np.asarray(gA))) and np.all(np.isfinite(np.asarray(gb)))
+    np.testing.assert_allclose(np.asarray(gb), np.linalg.pinv(np.asarray(A)).T @ np.asarray(w), atol=1e-9)
+
+
+class CountingSolver:
+    """LSMR that counts its runs (a host callback fires once per executed solve)."""
+
+    def __init__(self):
+        self.runs = 0
+
+    def __call__(self, op, b, damp, x0, options):
+        jax.debug.callback(self._count)
+        return lsmr(op, b, damp, x0, options)
+
+    def _count(self):
+        self.runs += 1
+
+    def __hash__(self):
+        return id(self)
+
+
+@pytest.mark.parametrize(
+    "m,n,damp,full_rank,expected",
+    [(30, 10, 0.0, True, 1 + 2), (30, 10, 0.4, True, 1 + 1), (10, 30, 0.4, True, 1 + 1),
+     (10, 30, 0.0, True, 2 + 2), (30, 10, 0.0, False, 2 + 3)],
+    ids=["tall", "tall damped", "wide damped", "wide", "any rank"],
+)
+def test_solve_count_of_value_and_gradient(rng, m, n, damp, full_rank, expected):
+    """Reverse mode costs two extra solves in the full-rank undamped tall case, one when damped."""
+    A = jnp.asarray(matrix_with_spectrum(rng, m, n, np.linspace(1, 2, min(m, n))))
+    b = jnp.asarray(rng.standard_normal(m))
+    solver = CountingSolver()
+    loss = lambda A, b, d: jnp.sum(lstsq(A, b, damp=d, solver=solver, assume_full_rank=full_rank)[0] ** 2)
+    jax.block_until_ready(jax.value_and_grad(loss, argnums=(0, 1, 2))(A, b, jnp.asarray(damp)))
+    jax.effects_barrier()
+    assert solver.runs == expected
+
+
+def test_rules_are_solver_agnostic_dense_svd_solver(case):
+    """The same rules around a dense SVD solver give the same gradients as around LSMR."""
+    A = jnp.asarray(case["L"] @ case["R"].T)
+    args = (A, jnp.asarray(case["b"]), jnp.asarray(case["damp"]))
+    g_lsmr = jax.grad(make_loss(case), argnums=(0, 1, 2))(*args)
+    g_svd = jax.grad(make_loss(case, solver=svd_solver), argnums=(0, 1, 2))(*args)
+    for a, c in zip(g_lsmr, g_svd):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=1e-7 * (1 + float(jnp.linalg.norm(c))))
+
+
+def test_gradients_under_jit_and_vmap(rng):
+    As = jnp.asarray(np.stack([matrix_with_spectrum(rng, 20, 8, np.linspace(1, 3, 8)) for _ in range(3)]))
+    bs = jnp.asarray(rng.standard_normal((3, 20)))
+    w = jnp.asarray(rng.standard_normal(8))
+    loss = lambda A, b: loss_of(lstsq(A, b, **TIGHT)[0], w)
+    batched = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(As, bs)
+    for i in range(3):
+        x = lstsq_dense(As[i], bs[i])
+        dA, db, _ = lstsq_dense_vjp(As[i], bs[i], 0.0, np.asarray(w) + x)
+        np.testing.assert_allclose(np.asarray(batched[0][i]), dA, atol=1e-8)
+        np.testing.assert_allclose(np.asarray(batched[1][i]), db, atol=1e-8)
+
+
+def test_gradient_error_follows_backward_tolerance(rng):
+    """Loose backward solves give proportionally loose gradients; the forward solve is tight."""
+    A = jnp.asarray(matrix_with_spectrum(rng, 60, 20, np.logspace(0, -2, 20)))
+    b = jnp.asarray(rng.standard_normal(60))
+    w = rng.standard_normal(20)
+    x = lstsq_dense(A, b)
+    _, exact, _ = lstsq_dense_vjp(A, b, 0.0, w + x)
+    errors = []
+    for tol in (1e-3, 1e-6, 1e-10):
+        backward = LSMROptions(atol=tol, btol=tol, maxiter=5000)
+        g = jax.grad(lambda b: loss_of(lstsq(A, b, backward=backward, **TIGHT)[0], jnp.asarray(w)))(b)
+        errors.append(np.linalg.norm(np.asarray(g) - exact) / np.linalg.norm(exact))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-6 and errors[0] > 1e-6
