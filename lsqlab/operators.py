@@ -62,10 +62,11 @@ def is_concrete(*trees: Any) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
-def check_finite(name: str, value: jax.Array) -> None:
-    """Raise for NaN/Inf in a concrete array (traced arrays are checked in the solve: istop 8)."""
-    if is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
-        raise ValueError(f"{name} contains NaN or Inf")
+def check_finite(name: str, tree: Any) -> None:
+    """Raise for NaN/Inf in concrete arrays (traced ones are checked in the solve: istop 8)."""
+    for leaf in jax.tree.leaves(tree):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"{name} contains NaN or Inf")
 
 
 class FlatProblem(NamedTuple):
@@ -88,7 +89,7 @@ def as_operator(A: Any, b: Any, x0: Any = None, domain: Any = None) -> FlatProbl
     b_flat, _ = ravel_pytree(b)
     for leaf in jax.tree.leaves(b):
         check_float("b", jnp.result_type(leaf))
-    check_finite("b", b_flat)
+    check_finite("b", b)
     dtype = b_flat.dtype
     like = x0 if x0 is not None else domain
     if callable(A):
@@ -123,7 +124,7 @@ def _check_x0(x0: Any, n: int, dtype: Any) -> jax.Array:
         raise ValueError(f"x0 has {x0_flat.shape[0]} entries but A has {n} columns")
     if x0_flat.dtype != dtype:
         raise TypeError(f"x0 has dtype {x0_flat.dtype} but b has dtype {dtype}")
-    check_finite("x0", x0_flat)
+    check_finite("x0", x0)
     return x0_flat
 
 
