@@ -18,7 +18,7 @@ This module is not differentiable by itself: :mod:`lsqlab.gradients` supplies th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -126,13 +126,36 @@ def lsmr(
     options: LSMROptions = LSMROptions(),
 ) -> tuple[jax.Array, LstSqInfo]:
     """Solve ``min ||A x - b||^2 + damp^2 ||x||^2`` for 1-D ``b``; from ``x0 = 0`` the minimum-norm solution."""
-    m, n = op.shape
-    dtype = b.dtype
-    damp = jnp.asarray(damp, dtype)
-    maxiter = options.iteration_limit(m, n)
-    ctol = 1.0 / options.conlim if options.conlim > 0 else 0.0
-    atol, btol = options.atol, options.btol
+    maxiter = options.iteration_limit(*op.shape)
+    step = _iteration(op, b, damp, options, maxiter)
+    final = lax.while_loop(lambda s: (s.istop < 0) & (s.itn < maxiter), step, _start(op, b, damp, x0))
+    return final.x, _info(final)
 
+
+def lsmr_fixed_iterations(
+    op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations: int, options: LSMROptions = LSMROptions()
+) -> tuple[jax.Array, LstSqInfo]:
+    """The same iteration as a ``lax.scan`` of exactly ``iterations`` steps (frozen once a stop test
+    holds), so that JAX can differentiate it by unrolling: the baseline the adjoint rules replace."""
+    step = _iteration(op, b, damp, options, iterations)
+
+    def frozen_step(s: _State, _) -> tuple[_State, None]:
+        new = step(s)
+        return jax.tree.map(lambda old, nxt: jnp.where(s.istop < 0, nxt, old), s, new), None
+
+    final, _ = lax.scan(frozen_step, _start(op, b, damp, None), length=iterations)
+    return final.x, _info(final)
+
+
+def _info(final: _State) -> LstSqInfo:
+    istop = jnp.where(final.istop < 0, 7, final.istop).astype(jnp.int32)
+    return LstSqInfo(final.itn, istop, final.normr, final.normar, final.norma, final.conda, final.normx)
+
+
+def _start(op: LinearMap, b: jax.Array, damp: jax.Array | float, x0: jax.Array | None) -> _State:
+    """Initial bidiagonalisation step: beta_1 u_1 = b - A x0, alpha_1 v_1 = A^T u_1."""
+    n = op.shape[1]
+    dtype = b.dtype
     normb = jnp.linalg.norm(b)
     x = jnp.zeros(n, dtype) if x0 is None else x0
     u = b if x0 is None else b - op.mv(x0)
@@ -147,7 +170,7 @@ def lsmr(
     x = jnp.where((normb == 0) | ~finite, jnp.zeros_like(x), x)
     zero = jnp.zeros((), dtype)
     one = jnp.ones((), dtype)
-    state = _State(
+    return _State(
         itn=jnp.zeros((), jnp.int32), istop=istop.astype(jnp.int32), x=x, u=u, v=v, h=v,
         hbar=jnp.zeros(n, dtype), alpha=alpha, alphabar=alpha, zeta=zero, zetabar=alpha * beta,
         rho=one, rhobar=one, cbar=one, sbar=zero, betadd=beta, betad=zero, rhodold=one,
@@ -155,6 +178,16 @@ def lsmr(
         minrbar=jnp.asarray(1e100 if dtype == jnp.float64 else 1e30, dtype),
         normr=beta, normar=alpha * beta, norma=alpha, conda=one, normx=jnp.linalg.norm(x),
     )
+
+
+def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: LSMROptions,
+               maxiter: int) -> Callable[[_State], _State]:
+    """One LSMR step (bidiagonalisation, rotations, update of x and of the estimates, stop tests)."""
+    dtype = b.dtype
+    damp = jnp.asarray(damp, dtype)
+    normb = jnp.linalg.norm(b)
+    ctol = 1.0 / options.conlim if options.conlim > 0 else 0.0
+    atol, btol = options.atol, options.btol
 
     def step(s: _State) -> _State:
         itn = s.itn + 1
@@ -219,10 +252,7 @@ def lsmr(
         kept = jax.tree.map(lambda a, b_: jnp.where(finite, a, b_), new, s)
         return kept._replace(itn=itn, istop=jnp.where(finite, istop, 8).astype(jnp.int32))
 
-    final = lax.while_loop(lambda s: (s.istop < 0) & (s.itn < maxiter), step, state)
-    istop = jnp.where(final.istop < 0, 7, final.istop).astype(jnp.int32)
-    info = LstSqInfo(final.itn, istop, final.normr, final.normar, final.norma, final.conda, final.normx)
-    return final.x, info
+    return step
 
 
 def _stop_code(itn, maxiter, normr, normar, norma, conda, normx, normb, atol, btol, ctol) -> jax.Array:

@@ -255,3 +255,22 @@ def test_gradient_error_follows_backward_tolerance(rng):
         errors.append(np.linalg.norm(np.asarray(g) - exact) / np.linalg.norm(exact))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-6 and errors[0] > 1e-6
+
+
+def test_unrolled_autodiff_of_a_converged_solve_approaches_the_adjoint(rng):
+    """Differentiating through 300 scan steps (the costly baseline) gives the adjoint's gradient."""
+    from lsqlab.lsmr import lsmr_fixed_iterations
+    from lsqlab.operators import linear_map, matmul
+
+    A = jnp.asarray(matrix_with_spectrum(rng, 50, 20, np.logspace(0, -1, 20)))
+    b = jnp.asarray(rng.standard_normal(50))
+    w = jnp.asarray(rng.standard_normal(20))
+    options = LSMROptions(atol=1e-14, btol=1e-14)
+
+    def unrolled(A, b):
+        x, _ = lsmr_fixed_iterations(linear_map(matmul, A, A.shape, A.dtype), b, 0.0, 300, options)
+        return loss_of(x, w)
+
+    adjoint = jax.grad(lambda A, b: loss_of(lstsq(A, b, **TIGHT)[0], w), argnums=(0, 1))(A, b)
+    for a, u in zip(adjoint, jax.grad(unrolled, argnums=(0, 1))(A, b)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(a), atol=1e-6 * float(jnp.linalg.norm(a)))

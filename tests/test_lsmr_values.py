@@ -198,3 +198,16 @@ def test_float32_matches_scipy_in_float32(rng):
     assert err <= 1.5 * np.linalg.norm(ref[0] - exact)
     # LSMR's recurred ||A^T r|| drifts from the true one by O(eps32 ||A||^2 ||x||): test at 10 atol.
     assert_stopping_rule_holds(A, b, 0.0, np.asarray(x, np.float64), 1e-4)
+
+
+def test_fixed_iteration_scan_equals_the_while_loop(rng):
+    from lsqlab.lsmr import lsmr, lsmr_fixed_iterations, LSMROptions
+    from lsqlab.operators import linear_map, matmul
+
+    A, b = build(rng, 80, 30, 1e2, None)
+    op = linear_map(matmul, jnp.asarray(A), A.shape, jnp.float64)
+    options = LSMROptions(atol=1e-8, btol=1e-8, maxiter=300)
+    x_while, info_while = lsmr(op, jnp.asarray(b), 0.0, None, options)
+    x_scan, info_scan = lsmr_fixed_iterations(op, jnp.asarray(b), 0.0, 300, options)
+    assert int(info_scan.iterations) == int(info_while.iterations) < 300
+    np.testing.assert_array_equal(np.asarray(x_scan), np.asarray(x_while))
