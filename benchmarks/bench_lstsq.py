@@ -44,11 +44,12 @@ def temp_bytes(fn: Callable, *args) -> int:
     return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
 
 
-def problem(m: int, n: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
+def problem(m: int, n: int, seed: int = 0, cond: float = 1e2) -> tuple[jax.Array, jax.Array]:
+    """A = U diag(s) V^T with s log-spaced over [1/cond, 1], and a random b."""
     rng = np.random.default_rng(seed)
     U, _ = np.linalg.qr(rng.standard_normal((m, n)))
     V, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    A = (U * np.logspace(0, -2, n)) @ V.T
+    A = (U * np.logspace(0, -np.log10(cond), n)) @ V.T
     return jnp.asarray(A), jnp.asarray(rng.standard_normal(m))
 
 
@@ -77,8 +78,10 @@ def forward_rows(m: int, n: int, tol: float, repeats: int) -> list[tuple[str, fl
 
 
 def unrolled_rows(m: int, n: int, iteration_counts: list[int], repeats: int) -> list[tuple[str, float, str]]:
-    """Gradient by the adjoint rules against autodiff through a fixed-iteration scan, same iterations."""
-    A, b = problem(m, n, seed=1)
+    """Gradient by the adjoint rules against autodiff through a fixed-iteration scan, same iterations.
+
+    cond(A) = 1e6 with a spread spectrum, so that no stop test ends the solves early (checked)."""
+    A, b = problem(m, n, seed=1, cond=1e6)
     rows = []
     for k in iteration_counts:
         options = LSMROptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k)  # exactly k iterations
@@ -91,6 +94,8 @@ def unrolled_rows(m: int, n: int, iteration_counts: list[int], repeats: int) -> 
             x, _ = lsmr_fixed_iterations(linear_map(matmul, A, A.shape, A.dtype), b, 0.0, k, options)
             return jnp.sum(x**2)
 
+        _, info = lstsq(A, b, atol=0.0, btol=0.0, conlim=0.0, maxiter=k)
+        assert int(info.iterations) == k, (int(info.iterations), info.reason)
         adjoint = jax.grad(adjoint_loss, argnums=(0, 1))
         unrolled = jax.grad(unrolled_loss, argnums=(0, 1))
         t_adj = median_seconds(lambda: jax.jit(adjoint)(A, b), repeats)
@@ -105,14 +110,33 @@ def unrolled_rows(m: int, n: int, iteration_counts: list[int], repeats: int) -> 
     return rows
 
 
+def tolerance_rows(m: int, n: int, tolerances: list[float]) -> list[tuple[str, float, str]]:
+    """Relative error of d(sum x^2)/db against a dense float64 reference, as the backward tolerance
+    varies with the forward solve held tight: the gradient is only as exact as the backward solves."""
+    A, b = problem(m, n, seed=2)
+    x = np.linalg.lstsq(np.asarray(A), np.asarray(b), rcond=None)[0]
+    exact = 2 * np.linalg.pinv(np.asarray(A)).T @ x  # p = A^{+T} g with g = 2 x
+    rows = []
+    for tol in tolerances:
+        backward = LSMROptions(atol=tol, btol=tol, maxiter=20 * n)
+        grad = jax.jit(jax.grad(lambda b: jnp.sum(lstsq(A, b, atol=1e-14, btol=1e-14, maxiter=20 * n,
+                                                            backward=backward)[0] ** 2)))
+        error = np.linalg.norm(np.asarray(grad(b)) - exact) / np.linalg.norm(exact)
+        seconds = median_seconds(lambda: grad(b), 3)
+        rows.append((f"{m}x{n} gradient, backward atol=btol={tol:.0e}", seconds, f"relative error {error:.1e}"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
         rows = forward_rows(200, 50, 1e-10, 3) + unrolled_rows(200, 50, [10, 50], 2)
+        rows += tolerance_rows(200, 50, [1e-3, 1e-8])
     else:
         rows = forward_rows(2000, 500, 1e-10, 7) + unrolled_rows(2000, 500, [100, 1000, 5000], 3)
+        rows += tolerance_rows(2000, 500, [1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12])
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {jax.devices()[0].device_kind}, "
           f"jax {jax.__version__}, float64")
     width = max(len(r[0]) for r in rows)

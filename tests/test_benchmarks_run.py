@@ -1,0 +1,20 @@
+"""The benchmark scripts keep running (their --quick mode); numbers are read in benchmarks/README.md."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_lstsq_benchmark_quick_mode_prints_its_table():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_lstsq.py"), "--quick"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("machine:")
+    errors = [float(line.rsplit("relative error", 1)[1]) for line in lines if "relative error" in line]
+    assert len(errors) == 2 and errors[0] > errors[1]  # a tighter backward tolerance, a better gradient
+    assert sum("unrolled scan" in line for line in lines) == 2
