@@ -147,6 +147,29 @@ def lsmr_fixed_iterations(
     return final.x, _info(final)
 
 
+class SolverTrace(NamedTuple):
+    """Per-iteration record of a solve, for plots: row k is after iteration k + 1."""
+
+    xs: jax.Array  # (iterations, n) iterates
+    normr: jax.Array  # (iterations,) ||r_k|| estimates
+    normar: jax.Array  # (iterations,) ||A^T r_k - damp^2 x_k|| estimates
+    istop: jax.Array  # (iterations,) stop code that held after each iteration (-1: none yet)
+
+
+def lsmr_trace(
+    op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations: int, options: LSMROptions = LSMROptions()
+) -> SolverTrace:
+    """Run exactly ``iterations`` LSMR steps, ignoring the stop tests, and record every iterate."""
+    step = _iteration(op, b, damp, options, iterations)
+
+    def recorded_step(s: _State, _) -> tuple[_State, tuple]:
+        new = step(s)
+        return new._replace(istop=jnp.full((), -1, jnp.int32)), (new.x, new.normr, new.normar, new.istop)
+
+    _, (xs, normr, normar, istop) = lax.scan(recorded_step, _start(op, b, damp, None), length=iterations)
+    return SolverTrace(xs, normr, normar, istop)
+
+
 def _info(final: _State) -> LstSqInfo:
     istop = jnp.where(final.istop < 0, 7, final.istop).astype(jnp.int32)
     return LstSqInfo(final.itn, istop, final.normr, final.normar, final.norma, final.conda, final.normx)
