@@ -61,18 +61,21 @@ class RuleConfig:
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1))
 def solve_lstsq(apply: Apply, config: RuleConfig, params: Any, b: jax.Array, damp: jax.Array,
-                x0: jax.Array | None) -> tuple[jax.Array, Any]:
-    """x* = LstSq(A, b, damp) with A v = apply(params, v), differentiable in params, b and damp."""
-    op = linear_map(apply, params, config.shape, b.dtype)
+                x0: jax.Array | None, preconditioner: Any = None) -> tuple[jax.Array, Any]:
+    """x* = LstSq(A, b, damp) with A v = apply(params, v), differentiable in params, b and damp.
+
+    ``x0`` and ``preconditioner`` change how the solver gets there, not x*: they get no tangent.
+    """
+    op = linear_map(apply, params, config.shape, b.dtype, preconditioner)
     return config.solver(op, b, damp, x0, config.forward)
 
 
 @solve_lstsq.defjvp
 def _solve_lstsq_jvp(apply: Apply, config: RuleConfig, primals: tuple, tangents: tuple):
-    params, b, damp, x0 = primals
-    dparams, db, ddamp, _ = tangents
-    x, info = solve_lstsq(apply, config, params, b, damp, x0)
-    op = linear_map(apply, params, config.shape, b.dtype)
+    params, b, damp, x0, preconditioner = primals
+    dparams, db, ddamp, _, _ = tangents
+    x, info = solve_lstsq(apply, config, params, b, damp, x0, preconditioner)
+    op = linear_map(apply, params, config.shape, b.dtype, preconditioner)
 
     def da_mv(v: jax.Array) -> jax.Array:  # A' v
         return jax.jvp(lambda p: apply(p, v), (params,), (dparams,))[1]

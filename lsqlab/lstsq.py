@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
 from lsqlab.lsmr import LSMROptions, LstSqInfo, lsmr
 from lsqlab.operators import as_operator, is_concrete
+from lsqlab.preconditioners import Preconditioned, Preconditioner
 
 # Compiled once per (operator kind, options, shape): eager calls with a matrix reuse the executable.
 _solve_lstsq_jit = jax.jit(solve_lstsq, static_argnums=(0, 1))
@@ -33,6 +34,7 @@ def lstsq(
     backward: LSMROptions | None = None,
     assume_full_rank: bool = True,
     solver: Solver = lsmr,
+    preconditioner: Preconditioner | None = None,
 ) -> tuple[Any, LstSqInfo]:
     """Solve min ||A x - b||^2 + damp^2 ||x||^2 matrix-free, with exact derivatives.
 
@@ -49,6 +51,9 @@ def lstsq(
         rank-deficient undamped problems: exact first derivatives at constant rank, for one more
         solve forward and one more backward.
       solver: any function ``(op, b, damp, x0, options) -> (x, info)`` returning LstSq.
+      preconditioner: a right preconditioner P from :mod:`lsqlab.preconditioners` (the solver runs on
+        [A P; damp P] and returns x = P y; the derivative rules' solves are preconditioned too). The
+        answer does not depend on P, except for wide undamped problems, which are refused.
 
     Returns:
       ``(x, info)`` with ``info`` an :class:`~lsqlab.lsmr.LstSqInfo` (iterations, istop and its
@@ -57,6 +62,10 @@ def lstsq(
     """
     damp_kind = _check_damp(damp)
     problem = as_operator(A, b, x0, domain)
+    if preconditioner is not None:
+        solver = Preconditioned(solver)
+        _check_preconditioner(preconditioner, problem.shape, damp_kind, x0)
+        preconditioner = jax.lax.stop_gradient(preconditioner)
     forward = LSMROptions(atol, btol, conlim, maxiter)
     config = RuleConfig(
         solver=solver, forward=forward, backward=forward if backward is None else backward,
@@ -64,8 +73,23 @@ def lstsq(
     )
     x0_flat = None if problem.x0 is None else jax.lax.stop_gradient(problem.x0)
     damp_array = jnp.asarray(damp, problem.b.dtype)
-    x, info = _solve_lstsq_jit(problem.apply, config, problem.params, problem.b, damp_array, x0_flat)
+    x, info = _solve_lstsq_jit(problem.apply, config, problem.params, problem.b, damp_array, x0_flat,
+                               preconditioner)
     return problem.unravel_x(x), info
+
+
+def _check_preconditioner(preconditioner: Preconditioner, shape: tuple[int, int], damp_kind: str, x0: Any) -> None:
+    m, n = shape
+    rows = jnp.shape(preconditioner.apply(jnp.zeros(preconditioner.size)))[0]
+    if rows != n:
+        raise ValueError(f"the preconditioner maps to R^{rows} but A has {n} columns")
+    if x0 is not None:
+        raise ValueError("x0 cannot be combined with a preconditioner (the solver works in P's coordinates)")
+    if m < n and damp_kind == "zero":
+        raise ValueError(
+            "a right preconditioner changes the minimum-norm solution of a wide undamped problem; "
+            "use damp > 0 or no preconditioner"
+        )
 
 
 def _check_damp(damp: float | jax.Array) -> str:

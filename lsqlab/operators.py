@@ -20,15 +20,21 @@ Apply = Callable[[Any, jax.Array], jax.Array]  # (params, flat v) -> flat A v
 
 
 class LinearMap(NamedTuple):
-    """A: R^n -> R^m on flat vectors, as ``mv(v) = A v`` and ``rmv(u) = A^T u``."""
+    """A: R^n -> R^m on flat vectors, as ``mv(v) = A v`` and ``rmv(u) = A^T u``.
+
+    ``preconditioner`` (acting on the domain R^n of the untransposed map) travels with the map and
+    its transpose; ``transposed`` tells a preconditioned solver which side it is on.
+    """
 
     mv: Callable[[jax.Array], jax.Array]
     rmv: Callable[[jax.Array], jax.Array]
     shape: tuple[int, int]
+    transposed: bool = False
+    preconditioner: Any = None
 
     @property
     def T(self) -> "LinearMap":
-        return LinearMap(self.rmv, self.mv, (self.shape[1], self.shape[0]))
+        return LinearMap(self.rmv, self.mv, (self.shape[1], self.shape[0]), not self.transposed, self.preconditioner)
 
 
 def matmul(matrix: jax.Array, v: jax.Array) -> jax.Array:
@@ -36,14 +42,14 @@ def matmul(matrix: jax.Array, v: jax.Array) -> jax.Array:
     return matrix @ v
 
 
-def linear_map(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any) -> LinearMap:
+def linear_map(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any, preconditioner: Any = None) -> LinearMap:
     """Bind parameters: ``mv = apply(params, .)``, ``rmv`` its transpose by ``jax.linear_transpose``."""
 
     def mv(v: jax.Array) -> jax.Array:
         return apply(params, v)
 
     transpose = jax.linear_transpose(mv, jax.ShapeDtypeStruct((shape[1],), dtype))
-    return LinearMap(mv, lambda u: transpose(u)[0], shape)
+    return LinearMap(mv, lambda u: transpose(u)[0], shape, False, preconditioner)
 
 
 def _is_float_dtype(dtype: Any) -> bool:

@@ -1,0 +1,165 @@
+"""Right preconditioners for LSMR: solve with A P (P: R^k -> R^n) and return x = P y.
+
+Damped problems are preconditioned as the stacked system [A; damp I], so the answer does not
+depend on P:
+
+    x* = P y*,   y* = LstSq(B, [b; 0]),   B = [A P; damp P]                       (A itself)
+    p* = w*[:m], w* = LstSq(B^T, P^T g)   (min-norm; = LstSq(A^T, g, damp))      (A^T, in the rules)
+
+The second line holds because P^T [A^T, damp I] w = P^T g has the same solutions as
+[A^T, damp I] w = g when P is invertible, and its minimum-norm solution has first block
+(A A^T + damp^2 I)^{-1} A g. With a rank-revealing P = V_k S_k^{-1} (k < n, damp = 0) whose range is
+the row space of A, x* = P y* is still the minimum-norm solution. Every solve of the derivative rules
+goes through the same wrapper, so preconditioned gradients need nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from lsqlab.lsmr import LstSqInfo
+from lsqlab.operators import LinearMap, as_operator, linear_map
+
+
+class ColumnScaling(NamedTuple):
+    """P = diag(scale): Jacobi preconditioning of the columns."""
+
+    scale: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.scale.shape[0]
+
+    def apply(self, y: jax.Array) -> jax.Array:
+        return self.scale * y
+
+    def apply_t(self, x: jax.Array) -> jax.Array:
+        return self.scale * x
+
+
+class MatrixPreconditioner(NamedTuple):
+    """P given as an n x k matrix (k = n: invertible; k < n: a basis of the row space, scaled)."""
+
+    matrix: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.matrix.shape[1]
+
+    def apply(self, y: jax.Array) -> jax.Array:
+        return self.matrix @ y
+
+    def apply_t(self, x: jax.Array) -> jax.Array:
+        return self.matrix.T @ x
+
+
+class TriangularPreconditioner(NamedTuple):
+    """P = R^{-1} for an upper-triangular R (from the QR factorisation of a sketch)."""
+
+    r: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.r.shape[0]
+
+    def apply(self, y: jax.Array) -> jax.Array:
+        return solve_triangular(self.r, y, lower=False)
+
+    def apply_t(self, x: jax.Array) -> jax.Array:
+        return solve_triangular(self.r, x, lower=False, trans="T")
+
+
+Preconditioner = ColumnScaling | MatrixPreconditioner | TriangularPreconditioner
+
+
+class Preconditioned:
+    """A solver ``(op, b, damp, x0, options)`` that runs ``solver`` on the right-preconditioned
+    stacked problem of ``op.preconditioner`` (see the module docstring)."""
+
+    def __init__(self, solver: Any):
+        self.solver = solver
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Preconditioned) and other.solver == self.solver
+
+    def __hash__(self) -> int:
+        return hash((Preconditioned, self.solver))
+
+    def __call__(self, op: LinearMap, b: jax.Array, damp: Any, x0: Any, options: Any) -> tuple[jax.Array, LstSqInfo]:
+        P = op.preconditioner
+        a_mv, a_rmv = (op.rmv, op.mv) if op.transposed else (op.mv, op.rmv)
+        m, n = (op.shape[1], op.shape[0]) if op.transposed else op.shape
+        damp = jnp.asarray(damp, b.dtype)
+
+        def b_mv(y: jax.Array) -> jax.Array:  # B y = [A P y; damp P y]
+            z = P.apply(y)
+            return jnp.concatenate([a_mv(z), damp * z])
+
+        def b_rmv(u: jax.Array) -> jax.Array:  # B^T u = P^T (A^T u_1 + damp u_2)
+            return P.apply_t(a_rmv(u[:m]) + damp * u[m:])
+
+        stacked = LinearMap(b_mv, b_rmv, (m + n, P.size))
+        if op.transposed:
+            w, info = self.solver(stacked.T, P.apply_t(b), 0.0, None, options)
+            return w[:m], info
+        y, info = self.solver(stacked, jnp.concatenate([b, jnp.zeros(n, b.dtype)]), 0.0, None, options)
+        return P.apply(y), info
+
+
+def _flat_map(A: Any, domain: Any) -> tuple[LinearMap, Any]:
+    """A matrix or a linear function (with ``domain``) as a LinearMap on flat vectors."""
+    if callable(A):
+        out = jax.eval_shape(A, domain)
+        b = jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype), out)
+    else:
+        b = jnp.zeros(jnp.shape(A)[0], jnp.asarray(A).dtype)
+    problem = as_operator(A, b, None, domain)
+    return linear_map(problem.apply, problem.params, problem.shape, problem.b.dtype), problem.b.dtype
+
+
+def column_scaling(A: Any, *, damp: float = 0.0, domain: Any = None) -> ColumnScaling:
+    """Jacobi: P = diag(1 / sqrt(||a_j||^2 + damp^2)) (1 for zero columns). A function operator
+    costs n products to find its column norms."""
+    op, dtype = _flat_map(A, domain)
+    columns = A if not callable(A) else jax.vmap(op.mv, out_axes=1)(jnp.eye(op.shape[1], dtype=dtype))
+    norms2 = jnp.sum(jnp.asarray(columns) ** 2, axis=0) + damp**2
+    return ColumnScaling(jnp.where(norms2 > 0, 1 / jnp.sqrt(jnp.where(norms2 > 0, norms2, 1)), 1))
+
+
+def sketch_preconditioner(
+    A: Any,
+    key: jax.Array,
+    *,
+    oversampling: float = 4.0,
+    damp: float = 0.0,
+    rank_revealing: bool = True,
+    rcond: float | None = None,
+    domain: Any = None,
+) -> MatrixPreconditioner | TriangularPreconditioner:
+    """Sketch-and-precondition (Blendenpik/LSRN style) for tall problems.
+
+    S A with a Gaussian S of s = oversampling * n rows, formed matrix-free as (A^T S^T)^T by
+    s batched products with A^T; for damp > 0 the rows damp I are appended (the stacked operator).
+    QR of the sketch gives R with A R^{-1} well conditioned (cond ~ (1 + sqrt(n/s)) / (1 - sqrt(n/s))).
+    ``rank_revealing`` (default): SVD R = U S V^T and P = V_k S_k^{-1} over the singular values above
+    ``rcond * s_max`` (default n * eps), so rank-deficient undamped problems keep their minimum-norm
+    answer. Otherwise P = R^{-1} applied by triangular solves (full column rank only).
+    """
+    op, dtype = _flat_map(A, domain)
+    m, n = op.shape
+    s = int(round(oversampling * n))
+    sketch_t = jax.random.normal(key, (s, m), dtype) / jnp.sqrt(jnp.asarray(s, dtype))
+    sketch = jax.vmap(op.rmv)(sketch_t)  # rows: (S A)_i = (A^T S^T e_i)^T
+    if damp > 0:
+        sketch = jnp.concatenate([sketch, damp * jnp.eye(n, dtype=dtype)])
+    r = jnp.linalg.qr(sketch, mode="r")
+    if not rank_revealing:
+        return TriangularPreconditioner(r)
+    _, singular_values, vt = jnp.linalg.svd(r)
+    cutoff = (n * jnp.finfo(dtype).eps if rcond is None else rcond) * singular_values[0]
+    k = int(jnp.sum(singular_values > cutoff))
+    return MatrixPreconditioner(vt[:k].T / singular_values[:k])
