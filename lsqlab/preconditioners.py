@@ -15,6 +15,7 @@ goes through the same wrapper, so preconditioned gradients need nothing else.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -121,6 +122,23 @@ def _flat_map(A: Any, domain: Any) -> tuple[LinearMap, Any]:
     return linear_map(problem.apply, problem.params, problem.shape, problem.b.dtype), problem.b.dtype
 
 
+@partial(jax.jit, static_argnums=(2, 3))
+def _sparse_sign_sketch(A: jax.Array, key: jax.Array, s: int, nonzeros: int) -> jax.Array:
+    """S A for S (s x m) with ``nonzeros`` random entries +-1/sqrt(nonzeros) in each column:
+    row j of A is added, with a random sign, to ``nonzeros`` random rows of the sketch."""
+    m = A.shape[0]
+    rows_key, signs_key = jax.random.split(key)
+    rows = jax.random.randint(rows_key, (nonzeros, m), 0, s)
+    signs = jax.random.rademacher(signs_key, (nonzeros, m), A.dtype) / jnp.sqrt(jnp.asarray(nonzeros, A.dtype))
+
+    def add_copy(sketch: jax.Array, copy: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        rows_c, signs_c = copy
+        return sketch + jax.ops.segment_sum(signs_c[:, None] * A, rows_c, num_segments=s), None
+
+    sketch, _ = jax.lax.scan(add_copy, jnp.zeros((s, A.shape[1]), A.dtype), (rows, signs))
+    return sketch
+
+
 def column_scaling(A: Any, *, damp: float = 0.0, domain: Any = None) -> ColumnScaling:
     """Jacobi: P = diag(1 / sqrt(||a_j||^2 + damp^2)) (1 for zero columns). A function operator
     costs n products to find its column norms."""
@@ -139,11 +157,14 @@ def sketch_preconditioner(
     rank_revealing: bool = True,
     rcond: float | None = None,
     domain: Any = None,
+    sparse_nonzeros: int = 8,
 ) -> MatrixPreconditioner | TriangularPreconditioner:
     """Sketch-and-precondition (Blendenpik/LSRN style) for tall problems.
 
-    S A with a Gaussian S of s = oversampling * n rows, formed matrix-free as (A^T S^T)^T by
-    s batched products with A^T; for damp > 0 the rows damp I are appended (the stacked operator).
+    The sketch S A has s = oversampling * n rows. For a function operator S is Gaussian and S A is
+    formed matrix-free as (A^T S^T)^T by s batched products with A^T. For a matrix S is a sparse
+    sign embedding (``sparse_nonzeros`` entries +-1/sqrt(nnz) per column), so S A costs nnz * m * n
+    instead of s * m * n. For damp > 0 the rows damp I are appended (the stacked operator).
     QR of the sketch gives R with A R^{-1} well conditioned (cond ~ (1 + sqrt(n/s)) / (1 - sqrt(n/s))).
     ``rank_revealing`` (default): SVD R = U S V^T and P = V_k S_k^{-1} over the singular values above
     ``rcond * s_max`` (default n * eps), so rank-deficient undamped problems keep their minimum-norm
@@ -152,8 +173,11 @@ def sketch_preconditioner(
     op, dtype = _flat_map(A, domain)
     m, n = op.shape
     s = int(round(oversampling * n))
-    sketch_t = jax.random.normal(key, (s, m), dtype) / jnp.sqrt(jnp.asarray(s, dtype))
-    sketch = jax.vmap(op.rmv)(sketch_t)  # rows: (S A)_i = (A^T S^T e_i)^T
+    if callable(A):
+        sketch_t = jax.random.normal(key, (s, m), dtype) / jnp.sqrt(jnp.asarray(s, dtype))
+        sketch = jax.vmap(op.rmv)(sketch_t)  # rows: (S A)_i = (A^T S^T e_i)^T
+    else:
+        sketch = _sparse_sign_sketch(jnp.asarray(A), key, s, sparse_nonzeros)
     if damp > 0:
         sketch = jnp.concatenate([sketch, damp * jnp.eye(n, dtype=dtype)])
     r = jnp.linalg.qr(sketch, mode="r")
