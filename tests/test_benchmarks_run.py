@@ -18,3 +18,14 @@ def test_lstsq_benchmark_quick_mode_prints_its_table():
     errors = [float(line.rsplit("relative error", 1)[1]) for line in lines if "relative error" in line]
     assert len(errors) == 2 and errors[0] > errors[1]  # a tighter backward tolerance, a better gradient
     assert sum("unrolled scan" in line for line in lines) == 2
+
+
+def test_preconditioner_benchmark_quick_mode_shows_the_sketch_converging():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_preconditioners.py"), "--quick"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("  ")[0].split(" ", 1)[1].strip(): line for line in result.stdout.splitlines() if " its " in line}
+    sketch = rows["sketch (s = 4n, rank-revealing SVD)"]
+    assert int(sketch.split(" its")[0].split()[-1]) < 100
+    assert float(sketch.split("rel. error")[1].split()[0]) < 1e-8
