@@ -187,6 +187,8 @@ def _check_linear(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any)
     rng = np.random.default_rng(0)
     u, w = (jnp.asarray(rng.standard_normal(shape[1]), dtype) for _ in range(2))
     au, aw, auw = apply(params, u), apply(params, w), apply(params, u - 2 * w)
+    if not is_concrete(au, aw, auw):  # inside jit, even constant parameters give traced outputs
+        return
     if not all(bool(jnp.all(jnp.isfinite(out))) for out in (au, aw, auw)):
         raise ValueError("A's output contains NaN or Inf (on random finite inputs)")
     scale = float(jnp.linalg.norm(au) + 2 * jnp.linalg.norm(aw))
