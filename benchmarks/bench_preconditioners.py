@@ -50,6 +50,8 @@ def rows_for(m: int, n: int) -> list[str]:
         "Jacobi": lambda: column_scaling(A),
         "sketch (s = 4n, rank-revealing SVD)": lambda: sketch_preconditioner(A, jax.random.key(0)),
         "sketch (s = 4n, R^-1)": lambda: sketch_preconditioner(A, jax.random.key(0), rank_revealing=False),
+        "sketch (s = 4n, R^-1, float32 QR)": lambda: sketch_preconditioner(
+            A, jax.random.key(0), rank_revealing=False, factor_dtype=jnp.float32),
         "sketch (s = 3n, R^-1)": lambda: sketch_preconditioner(A, jax.random.key(0), oversampling=3.0,
                                                                rank_revealing=False),
         "sketch (s = 2n, R^-1)": lambda: sketch_preconditioner(A, jax.random.key(0), oversampling=2.0,

@@ -158,6 +158,7 @@ def sketch_preconditioner(
     rcond: float | None = None,
     domain: Any = None,
     sparse_nonzeros: int = 8,
+    factor_dtype: Any = None,
 ) -> MatrixPreconditioner | TriangularPreconditioner:
     """Sketch-and-precondition (Blendenpik/LSRN style) for tall problems.
 
@@ -169,6 +170,9 @@ def sketch_preconditioner(
     ``rank_revealing`` (default): SVD R = U S V^T and P = V_k S_k^{-1} over the singular values above
     ``rcond * s_max`` (default n * eps), so rank-deficient undamped problems keep their minimum-norm
     answer. Otherwise P = R^{-1} applied by triangular solves (full column rank only).
+    ``factor_dtype=jnp.float32`` factorises a float64 sketch in float32 (about twice as fast): P only
+    has to be approximate, since the solve on [A P; damp P] stays in A's precision, and a float32 R
+    still gives cond(A R^{-1}) = O(1) while cond(A) * eps32 << 1 (cond(A) up to about 1e6).
     """
     op, dtype = _flat_map(A, domain)
     m, n = op.shape
@@ -180,7 +184,7 @@ def sketch_preconditioner(
         sketch = _sparse_sign_sketch(jnp.asarray(A), key, s, sparse_nonzeros)
     if damp > 0:
         sketch = jnp.concatenate([sketch, damp * jnp.eye(n, dtype=dtype)])
-    r = jnp.linalg.qr(sketch, mode="r")
+    r = jnp.linalg.qr(sketch.astype(factor_dtype or dtype), mode="r").astype(dtype)
     if not rank_revealing:
         return TriangularPreconditioner(r)
     _, singular_values, vt = jnp.linalg.svd(r)

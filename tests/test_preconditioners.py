@@ -115,3 +115,13 @@ def test_preconditioner_misuse_is_refused(rng):
         lstsq(A, b, preconditioner=P, x0=jnp.zeros(8))
     with pytest.raises(ValueError, match="columns"):
         lstsq(A[:, :5], b, preconditioner=P)
+
+
+def test_float32_factorisation_still_gives_float64_answers(spread):
+    A, b = spread
+    P = sketch_preconditioner(A, jax.random.key(5), rank_revealing=False, factor_dtype=jnp.float32)
+    assert P.r.dtype == jnp.float64
+    x, info = lstsq(A, b, preconditioner=P, **TIGHT)
+    exact = lstsq_dense(A, b)
+    assert int(info.iterations) < 100
+    assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
