@@ -86,8 +86,11 @@ class LabServer:
     root_dir: Path
 
     def url(self, path: str) -> str:
-        """The URL of ``path`` (relative to ``root_dir``) in JupyterLab, with the token."""
-        return f"{self.base_url}/lab/tree/{path}?token={self.token}"
+        """The URL of ``path`` (relative to ``root_dir``) in a fresh JupyterLab workspace of its own,
+        with the token: on a server shared by several browser checks, the default workspace would
+        reopen the other checks' notebooks, and the kernel-ready test might see one of those."""
+        workspace = Path(path).stem
+        return f"{self.base_url}/lab/workspaces/{workspace}/tree/{path}?reset&token={self.token}"
 
 
 def free_port() -> int:

@@ -2,10 +2,7 @@
 
 import pytest
 
-from browser_helpers import (  # noqa: F401 (chromium, lab_page, lab_server are fixtures)
-    chromium,
-    lab_page,
-    lab_server,
+from browser_helpers import (
     open_notebook,
     plotly_trace,
     press_slider,

@@ -1,21 +1,17 @@
 """``DampingExplorer``: a log slider for the damping lambda driving a plot of the damped RBF fit.
 
 The mathematics lives in :mod:`lsqlab.regression`; this module only wires a slider, a figure and a
-readout. In JupyterLab 4 and Notebook 7 the figure is a live ``plotly`` ``FigureWidget`` updated in
-place. Where that cannot work (plotly's widget needs ``anywidget``; Colab does not render it) the same
-figure is redrawn as a static plotly output inside an ``ipywidgets.Output``.
+readout; :mod:`lsqlab.widgets.figures` makes the figure live or, where that cannot work (Colab), a
+static redraw.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-
 import ipywidgets as widgets
 import plotly.graph_objects as go
-import plotly.io as pio
 
 from lsqlab.regression import RegressionProblem, fit_damped, true_signal
+from lsqlab.widgets.figures import live_or_static, redraw_static
 
 FIT_TRACE = 1  # index of the fitted curve in ``figure.data``
 
@@ -30,7 +26,7 @@ class DampingExplorer(widgets.VBox):
             value=damp, base=10, min=-4, max=1, step=0.1, description="λ", readout_format=".1e",
         )
         self.readout = widgets.HTML()
-        self.figure, self.static_view = _live_or_static(_damping_figure(problem), live)
+        self.figure, self.static_view = live_or_static(_damping_figure(problem), live)
         view = self.figure if self.static_view is None else self.static_view
         super().__init__([self.slider, view, self.readout])
         self.slider.observe(self._on_damp_change, names="value")
@@ -52,20 +48,7 @@ class DampingExplorer(widgets.VBox):
             f"λ = {damp:.2e} &nbsp; ‖w‖ = {fit.weight_norm:.3g} &nbsp; "
             f"held-out RMSE = {fit.held_out_error:.3f}"
         )
-        if self.static_view is not None:
-            self.static_view.outputs = (_static_output(self.figure),)
-
-
-def _live_or_static(figure: go.Figure, live: bool | None) -> tuple[go.Figure, widgets.Output | None]:
-    """``(FigureWidget, None)`` where a live figure works, else ``(figure, Output for its redraws)``."""
-    if live is None:
-        live = "google.colab" not in sys.modules
-    if live:
-        try:
-            return go.FigureWidget(figure), None
-        except ImportError:  # plotly >= 6 builds FigureWidget on anywidget
-            pass
-    return figure, widgets.Output()
+        redraw_static(self.figure, self.static_view)
 
 
 def _damping_figure(problem: RegressionProblem) -> go.Figure:
@@ -81,15 +64,3 @@ def _damping_figure(problem: RegressionProblem) -> go.Figure:
         line=dict(dash="dot", color="gray"),
     )
     return figure
-
-
-def _static_output(figure: go.Figure) -> dict:
-    """A display-data output of ``figure``: plotly's mime type for Jupyter, HTML for Colab."""
-    return {
-        "output_type": "display_data",
-        "metadata": {},
-        "data": {
-            "application/vnd.plotly.v1+json": json.loads(pio.to_json(figure)),
-            "text/html": pio.to_html(figure, include_plotlyjs="cdn", full_html=False),
-        },
-    }

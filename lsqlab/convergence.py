@@ -1,0 +1,123 @@
+"""LSMR beside CG on the normal equations (CGLS) on a problem of chosen shape and condition number.
+
+The test matrix is A = U diag(s) V^T with orthonormal random U (m x k), V (n x k), k = min(m, n), and
+singular values s_i spread geometrically from 1 down to 1/cond. The right-hand side b = A x_true + e
+has a residual part e orthogonal to range(A) (for m > n), and the exact minimum-norm solution is
+x* = V diag(1/s) U^T b. Both solvers run a fixed number of iterations; we record
+
+    ||r_k|| = ||b - A x_k||,   ||A^T r_k||,   ||x_k - x*|| / ||x*||
+
+and the first iteration at which each solver's own stop test (tolerance ``tol``) holds, if one does
+within the iterations asked (the iteration limit itself is not a stop test here). Both converge
+at a rate set by cond(A)^2 in exact arithmetic; LSMR's ||A^T r_k|| falls monotonically, CGLS's need not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsqlab.cgls import cgls_trace
+from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
+from lsqlab.operators import linear_map, matmul
+
+MAX_COND = 1e12  # beyond this (in float64) the problem is numerically singular for these plots
+MAX_SIZE = 2000
+SOLVERS = ("LSMR", "CGLS")
+ITERATION_LIMIT = 7  # the istop code of the iteration limit (``STOP_REASONS[7]``), not a stop test here
+
+
+@dataclass(frozen=True)
+class ConditionedProblem:
+    """A, b and the exact minimum-norm least-squares solution x* (NumPy float64)."""
+
+    A: np.ndarray
+    b: np.ndarray
+    x_star: np.ndarray
+    singular_values: np.ndarray
+
+
+def check_problem_size(m: int, n: int, cond: float) -> None:
+    """Raise ValueError naming the problem with a shape or a condition number the explorer cannot use."""
+    if not (1 <= m <= MAX_SIZE and 1 <= n <= MAX_SIZE):
+        raise ValueError(f"rows and columns must be between 1 and {MAX_SIZE}, got {m} x {n}")
+    if not np.isfinite(cond) or cond < 1:
+        raise ValueError(f"the condition number must be a finite number >= 1, got {cond}")
+    if cond > MAX_COND:
+        raise ValueError(f"cond(A) = {cond:.1e} makes A numerically singular: choose cond <= {MAX_COND:.0e}")
+
+
+def conditioned_problem(m: int, n: int, cond: float, seed: int = 0) -> ConditionedProblem:
+    """A = U diag(s) V^T with s = geomspace(1, 1/cond, min(m, n)); b = A x_true + e, e ⟂ range(A)."""
+    check_problem_size(m, n, cond)
+    rng = np.random.default_rng(seed)
+    k = min(m, n)
+    U, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    s = np.geomspace(1.0, 1.0 / cond, k)
+    A = (U * s) @ V.T
+    b = A @ rng.standard_normal(n)
+    if m > n:
+        noise = rng.standard_normal(m)
+        b = b + 0.1 * (noise - U @ (U.T @ noise))
+    x_star = V @ ((U.T @ b) / s)
+    return ConditionedProblem(A, b, x_star, s)
+
+
+class ConvergenceCurves(NamedTuple):
+    """Per-iteration history of one solver (row k: after iteration k + 1) and where it would stop."""
+
+    normr: np.ndarray
+    normar: np.ndarray
+    error: np.ndarray  # ||x_k - x*|| / ||x*||
+    stop_iteration: int | None  # first iteration (1-based) whose stop test held; None: none did
+    stop_code: int | None
+
+    @property
+    def stop_reason(self) -> str:
+        if self.stop_code is None:
+            return "no stop test held within these iterations"
+        return STOP_REASONS[self.stop_code]
+
+
+def traced_length(iterations: int) -> int:
+    """The number of steps actually traced: the next power of two (at least 64), so that moving the
+    iteration count recompiles only when it crosses a power of two; the curves are then cut."""
+    return max(64, 1 << (iterations - 1).bit_length())
+
+
+@partial(jax.jit, static_argnames=("iterations",))
+def _traces(A: jax.Array, b: jax.Array, x_star: jax.Array, tol: jax.Array, iterations: int):
+    """LSMR and CGLS traces and relative errors; ``tol`` is traced (atol = btol = tol): no recompilation."""
+    op = linear_map(matmul, A, A.shape, A.dtype)
+    options = LSMROptions(atol=tol, btol=tol)
+    results = []
+    for trace in (lsmr_trace(op, b, 0.0, iterations, options), cgls_trace(op, b, 0.0, iterations, options)):
+        error = jnp.linalg.norm(trace.xs - x_star, axis=1) / jnp.linalg.norm(x_star)
+        results.append((trace.normr, trace.normar, error, trace.istop))
+    return results
+
+
+def compare_solvers(problem: ConditionedProblem, iterations: int, tol: float = 1e-8) -> dict[str, ConvergenceCurves]:
+    """``{"LSMR": curves, "CGLS": curves}`` over exactly ``iterations`` steps of each."""
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if not (0 < tol < 1):
+        raise ValueError(f"the tolerance must lie in (0, 1), got {tol}")
+    results = _traces(jnp.asarray(problem.A), jnp.asarray(problem.b), jnp.asarray(problem.x_star),
+                      jnp.asarray(tol), traced_length(iterations))
+    curves = {}
+    for name, result in zip(SOLVERS, results):
+        normr, normar, error, istop = (np.asarray(values)[:iterations] for values in result)
+        stopped = np.flatnonzero((istop >= 0) & (istop != ITERATION_LIMIT))
+        first = int(stopped[0]) if stopped.size else None
+        curves[name] = ConvergenceCurves(
+            normr, normar, error, None if first is None else first + 1, None if first is None else int(istop[first]),
+        )
+    return curves
+

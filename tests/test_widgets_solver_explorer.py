@@ -1,0 +1,96 @@
+"""The solver explorer without a kernel: its curves are the solvers' traces; bad values leave them intact."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lsqlab.cgls import cgls_trace
+from lsqlab.convergence import compare_solvers, conditioned_problem
+from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
+from lsqlab.operators import linear_map, matmul
+from lsqlab.widgets.solver_explorer import SolverExplorer, trace_index
+
+SMALL = dict(rows=60, cols=20, cond=10.0, iterations=40, tol=1e-8)
+
+
+def drawn(explorer, solver, panel):
+    return np.asarray(explorer.figure.data[trace_index(solver, panel)].y)
+
+
+def reference_traces(m, n, cond, iterations, tol):
+    problem = conditioned_problem(m, n, cond)
+    A = jnp.asarray(problem.A)
+    op = linear_map(matmul, A, A.shape, A.dtype)
+    options = LSMROptions(atol=tol, btol=tol)
+    b = jnp.asarray(problem.b)
+    return lsmr_trace(op, b, 0.0, iterations, options), cgls_trace(op, b, 0.0, iterations, options)
+
+
+def test_problem_has_the_requested_spectrum_and_solution():
+    problem = conditioned_problem(50, 20, 1e3)
+    s = np.linalg.svd(problem.A, compute_uv=False)
+    np.testing.assert_allclose(s[0] / s[-1], 1e3, rtol=1e-8)
+    np.testing.assert_allclose(problem.x_star, np.linalg.lstsq(problem.A, problem.b, rcond=None)[0], rtol=1e-8)
+
+
+def test_curves_are_the_traces_of_lsmr_and_cgls():
+    explorer = SolverExplorer(**SMALL)
+    assert explorer.is_live
+    lsmr, cgls = reference_traces(60, 20, 10.0, 40, 1e-8)
+    np.testing.assert_allclose(drawn(explorer, "LSMR", "normr"), lsmr.normr)
+    np.testing.assert_allclose(drawn(explorer, "LSMR", "normar"), lsmr.normar)
+    np.testing.assert_allclose(drawn(explorer, "CGLS", "normr"), cgls.normr)
+    np.testing.assert_allclose(drawn(explorer, "CGLS", "normar"), cgls.normar)
+
+
+def test_well_conditioned_problem_converges_and_shows_the_stop_reason():
+    explorer = SolverExplorer(**SMALL)
+    curves = compare_solvers(conditioned_problem(60, 20, 10.0), 40, 1e-8)
+    assert curves["LSMR"].error[-1] < 1e-8 and curves["LSMR"].stop_code == 2
+    assert STOP_REASONS[2] in explorer.readout.value
+    assert f"stops at iteration {curves['LSMR'].stop_iteration}" in explorer.readout.value
+
+
+def test_moving_controls_redraws_in_place():
+    explorer = SolverExplorer(**SMALL)
+    figure, before = explorer.figure, drawn(explorer, "LSMR", "error")
+    explorer.cond.value = 1e4
+    after = drawn(explorer, "LSMR", "error")
+    assert explorer.figure is figure and not np.allclose(before, after)
+    assert after[-1] > 1e-3  # cond^2 = 1e8: 40 iterations are far from enough
+    explorer.iterations.value = 25
+    assert len(drawn(explorer, "CGLS", "normr")) == 25
+    explorer.rows.value = 15  # a wide problem: 15 x 20
+    assert "15 × 20" in explorer.readout.value
+
+
+@pytest.mark.parametrize("control, value, words", [
+    ("cond", 0.5, "condition number must be"),
+    ("cond", 1e20, "numerically singular"),
+    ("rows", 0, "rows and columns"),
+    ("cols", -3, "rows and columns"),
+])
+def test_bad_value_shows_a_message_and_keeps_the_figure(control, value, words):
+    explorer = SolverExplorer(**SMALL)
+    before = drawn(explorer, "LSMR", "normr")
+    setattr(getattr(explorer, control), "value", value)
+    assert words in explorer.message.value
+    np.testing.assert_array_equal(drawn(explorer, "LSMR", "normr"), before)
+    getattr(explorer, control).value = SMALL[control]
+    assert explorer.message.value == ""
+
+
+def test_static_fallback_redraws_into_an_output():
+    explorer = SolverExplorer(**SMALL, live=False)
+    assert not explorer.is_live and explorer.static_view in explorer.children
+    (before,) = explorer.static_view.outputs
+    explorer.cond.value = 1e3
+    (after,) = explorer.static_view.outputs
+    assert after is not before and "text/html" in after["data"]
+
+
+def test_curves_do_not_depend_on_the_traced_length():
+    problem = conditioned_problem(60, 20, 1e3)
+    short, long = compare_solvers(problem, 30), compare_solvers(problem, 100)
+    np.testing.assert_allclose(short["LSMR"].error, long["LSMR"].error[:30])
+    assert short["CGLS"].stop_iteration is None and "no stop test" in short["CGLS"].stop_reason
