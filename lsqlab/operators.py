@@ -1,8 +1,8 @@
 """Linear operators given as matrices or as functions ``v -> A v``, flattened to vectors.
 
 A function operator may take and return pytrees and may close over arrays (its parameters).
-:func:`as_operator` closure-converts it, so that the closed-over arrays become explicit,
-differentiable inputs, and derives ``A^T u`` with ``jax.linear_transpose``: the user never writes
+:func:`as_operator` traces it to a jaxpr whose closed-over arrays become explicit, differentiable
+inputs, and derives ``A^T u`` with ``jax.linear_transpose``: the user never writes
 the transpose. Checks that can run before tracing (shapes, dtypes, linearity) raise ``ValueError``
 or ``TypeError`` naming the problem.
 """
@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 
 Apply = Callable[[Any, jax.Array], jax.Array]  # (params, flat v) -> flat A v
@@ -152,23 +153,33 @@ def _function_problem(A: Callable, b: Any, b_flat: jax.Array, x0: Any, like: Any
     def flat_apply(v: jax.Array) -> jax.Array:
         return ravel_pytree(A(unravel_x(v)))[0]
 
-    converted, consts = jax.closure_convert(flat_apply, x_flat)
-    apply = _ConvertedApply(converted)
-    params = tuple(consts)
+    closed = jax.make_jaxpr(flat_apply)(x_flat)
+    apply = JaxprApply(closed.jaxpr)
+    params = tuple(closed.consts)
     m = b_flat.shape[0]
     _check_linear(apply, params, (m, n), dtype)
     x0_flat = None if x0 is None else _check_x0(x0, n, dtype)
     return FlatProblem(apply, params, b_flat, x0_flat, (m, n), unravel_x)
 
 
-class _ConvertedApply:
-    """``apply(params, v)`` for a closure-converted function ``converted(v, *params)``."""
+class JaxprApply:
+    """``apply(params, v)`` evaluating a traced function with every array it closes over hoisted into
+    ``params`` (so they are explicit, differentiable inputs). Equal jaxprs compare equal, so repeated
+    calls with a new but identical function (a fresh ``jax.linearize``, a lambda) reuse one compiled
+    solve; nothing is baked into the jaxpr but literals, which are part of its text."""
 
-    def __init__(self, converted: Callable):
-        self.converted = converted
+    def __init__(self, jaxpr: Any):
+        self.jaxpr = jaxpr
+        self._key = str(jaxpr)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JaxprApply) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
 
     def __call__(self, params: tuple, v: jax.Array) -> jax.Array:
-        return self.converted(v, *params)
+        return jaxpr_as_fun(ClosedJaxpr(self.jaxpr, list(params)))(v)[0]
 
 
 def _check_linear(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any) -> None:
