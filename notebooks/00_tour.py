@@ -131,3 +131,18 @@ h = 1e-4
 slope_fd = (held_out_error(log_damp + h) - held_out_error(log_damp - h)) / (2 * h)
 print(f"d(held-out RMSE)/d(log λ) at λ = 0.1: {float(slope):.6f} (finite difference {float(slope_fd):.6f})")
 assert jnp.allclose(slope, slope_fd, rtol=1e-5)
+
+# %% [markdown]
+# ## Where to go next
+#
+# The lab is a path of three notebooks, each a derivation you can check and a widget you can move:
+#
+# 1. [`01_values`](01_values.ipynb): least squares as a function; why not the normal equations;
+#    Golub–Kahan bidiagonalisation and LSMR built step by step; stopping rules; operators that are not
+#    matrices; preconditioning; LSMR beside CG on the normal equations.
+# 2. [`02_gradients`](02_gradients.ipynb): the adjoint rules derived for tall, wide, damped and
+#    rank-deficient problems, each checked against dense formulas and finite differences; why unrolling
+#    the iterations is wasteful; tolerance and gradient accuracy; forward mode and Hessian-vector products.
+# 3. [`03_nullspace_geometry`](03_nullspace_geometry.ipynb): constraint manifolds, the projector
+#    $I - J^+J$ from one solve, the correction as a Gauss–Newton step, KKT points, the penalty method
+#    and the order of projection and Adam; a live monitor of a constrained training run.
