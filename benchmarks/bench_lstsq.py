@@ -28,6 +28,7 @@ import scipy.sparse.linalg as spla  # noqa: E402
 from lsqlab import LSMROptions, lstsq  # noqa: E402
 from lsqlab.lsmr import lsmr_fixed_iterations  # noqa: E402
 from lsqlab.operators import linear_map, matmul  # noqa: E402
+from lsqlab.problems import matrix_with_spectrum  # noqa: E402
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -47,9 +48,7 @@ def temp_bytes(fn: Callable, *args) -> int:
 def problem(m: int, n: int, seed: int = 0, cond: float = 1e2) -> tuple[jax.Array, jax.Array]:
     """A = U diag(s) V^T with s log-spaced over [1/cond, 1], and a random b."""
     rng = np.random.default_rng(seed)
-    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    A = (U * np.logspace(0, -np.log10(cond), n)) @ V.T
+    A = matrix_with_spectrum(rng, m, n, np.logspace(0, -np.log10(cond), n))
     return jnp.asarray(A), jnp.asarray(rng.standard_normal(m))
 
 

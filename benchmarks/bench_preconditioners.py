@@ -23,13 +23,12 @@ import numpy as np  # noqa: E402
 
 from lsqlab import lstsq  # noqa: E402
 from lsqlab.preconditioners import column_scaling, sketch_preconditioner  # noqa: E402
+from lsqlab.problems import matrix_with_spectrum  # noqa: E402
 
 
 def spread_problem(m: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    return (U * np.logspace(0, -6, n)) @ V.T, rng.standard_normal(m)
+    return matrix_with_spectrum(rng, m, n, np.logspace(0, -6, n)), rng.standard_normal(m)
 
 
 def timed(fn):

@@ -25,6 +25,7 @@ import numpy as np
 from lsqlab.cgls import cgls_trace
 from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
 from lsqlab.operators import linear_map, matmul
+from lsqlab.problems import orthonormal_factors
 
 MAX_COND = 1e12  # beyond this (in float64) the problem is numerically singular for these plots
 MAX_SIZE = 2000
@@ -57,8 +58,7 @@ def conditioned_problem(m: int, n: int, cond: float, seed: int = 0) -> Condition
     check_problem_size(m, n, cond)
     rng = np.random.default_rng(seed)
     k = min(m, n)
-    U, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    U, V = orthonormal_factors(rng, m, n, k)
     s = np.geomspace(1.0, 1.0 / cond, k)
     A = (U * s) @ V.T
     b = A @ rng.standard_normal(n)

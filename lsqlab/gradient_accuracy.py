@@ -32,6 +32,7 @@ from lsqlab.dense import lstsq_dense_vjp
 from lsqlab.lsmr import LSMROptions, lsmr, lsmr_fixed_iterations
 from lsqlab.lstsq import lstsq
 from lsqlab.operators import linear_map, matmul
+from lsqlab.problems import matrix_with_spectrum
 
 METHODS = ("adjoint", "unrolled", "finite differences")
 TOLERANCES = tuple(10.0**-k for k in range(2, 15, 3))  # 1e-2 .. 1e-14: each compiles the adjoint once
@@ -70,9 +71,7 @@ def gradient_problem(m: int, n: int, rank: int, cond: float = 100.0, seed: int =
     """A = U diag(s) V^T with ``rank`` singular values geomspace(1, 1/cond); everything else Gaussian."""
     check_settings(m, n, rank, cond, 1e-6)
     rng = np.random.default_rng(seed)
-    U, _ = np.linalg.qr(rng.standard_normal((m, rank)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, rank)))
-    A = (U * np.geomspace(1.0, 1.0 / cond, rank)) @ V.T
+    A = matrix_with_spectrum(rng, m, n, np.geomspace(1.0, 1.0 / cond, rank))
     b, g = rng.standard_normal(m), rng.standard_normal(n)
     direction_A, direction_b = rng.standard_normal((m, n)), rng.standard_normal(m)
     dA, db, _ = lstsq_dense_vjp(A, b, 0.0, g, rcond=1e-10)

@@ -55,6 +55,7 @@ from lsqlab import STOP_REASONS, lstsq
 from lsqlab.lsmr import lsmr_trace
 from lsqlab.operators import linear_map, matmul
 from lsqlab.preconditioners import sketch_preconditioner
+from lsqlab.problems import matrix_with_spectrum
 from lsqlab.smoke import scaled
 
 rng = np.random.default_rng(1)
@@ -62,11 +63,8 @@ TIGHT = dict(atol=1e-12, btol=1e-12, maxiter=2000)
 
 
 def spectrum_matrix(m, n, singular_values):
-    """U diag(s) V^T with random orthonormal U (m x k), V (n x k)."""
-    k = len(singular_values)
-    U, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    return (U * singular_values) @ V.T
+    """U diag(s) V^T with random orthonormal U (m x k), V (n x k), from this notebook's generator."""
+    return matrix_with_spectrum(rng, m, n, singular_values)
 
 
 def relative_error(a, b):

@@ -50,6 +50,7 @@ import numpy as np
 from lsqlab import LSMROptions, lstsq
 from lsqlab.lsmr import lsmr_fixed_iterations
 from lsqlab.operators import linear_map, matmul
+from lsqlab.problems import matrix_with_spectrum
 from lsqlab.smoke import scaled
 
 rng = np.random.default_rng(0)
@@ -57,11 +58,8 @@ TIGHT = dict(atol=1e-13, btol=1e-13, maxiter=5000)
 
 
 def spectrum_matrix(m, n, singular_values):
-    """U diag(s) V^T with random orthonormal U (m x k), V (n x k)."""
-    k = len(singular_values)
-    U, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    return (U * singular_values) @ V.T
+    """U diag(s) V^T with random orthonormal U (m x k), V (n x k), from this notebook's generator."""
+    return matrix_with_spectrum(rng, m, n, singular_values)
 
 
 def central_difference(f, h=1e-4):

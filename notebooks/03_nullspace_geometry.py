@@ -46,6 +46,7 @@ import optax
 
 from lsqlab.geometry import MANIFOLDS, step_parts
 from lsqlab.nullspace import transform
+from lsqlab.problems import equality_qp
 from lsqlab.smoke import scaled
 from lsqlab.widgets.manifold_explorer import ARROW_TRACE, TRAJECTORY_TRACE, ManifoldExplorer
 from lsqlab.widgets.training_monitor import TrainingMonitor
@@ -213,15 +214,9 @@ assert violations["null-space"] < 0.01 * min(violations["tangent only"], violati
 # `"both"` stays 1e-3 away, but its violation stays at rounding level):
 
 # %%
-rng_qp = np.random.default_rng(1)
-M = rng_qp.standard_normal((12, 12))
-H = M @ M.T / 12 + 0.1 * np.eye(12)
-q = rng_qp.standard_normal(12)
-C = rng_qp.standard_normal((4, 12))
-e = rng_qp.standard_normal(4)
-kkt = np.linalg.solve(np.block([[H, C.T], [C, np.zeros((4, 4))]]), np.concatenate([-q, e]))[:12]
-qp_loss = lambda x: 0.5 * x @ (H @ x) + q @ x
-qp_constraint = lambda x: jnp.asarray(C) @ x - jnp.asarray(e)
+qp = equality_qp(np.random.default_rng(1))  # 12 variables, 4 linear equality constraints
+kkt = qp.solution
+qp_loss, qp_constraint = qp.loss, qp.constraint
 
 
 def run_order(order, learning_rate, steps=4000):

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from lsqlab import baselines, constraints, nullspace
+from lsqlab.problems import equality_qp
 
 ROTATIONS = [lambda xs, k=k: jnp.rot90(xs, k, axes=(1, 2)) for k in (1, 2, 3)]  # C4 without identity
 
@@ -180,21 +181,17 @@ def test_periodicity(rng):
 
 
 class QP:
-    """min 1/2 x^T Q x + q^T x  s.t.  A x = b  (12 variables, 4 constraints)."""
+    """The shared equality-constrained QP (``lsqlab.problems.equality_qp``) on parameters {"x": x}."""
 
     def __init__(self, rng):
-        n, m = 12, 4
-        M = rng.standard_normal((n, n))
-        self.Q, self.q = M @ M.T / n + 0.1 * np.eye(n), rng.standard_normal(n)
-        self.A, self.b = rng.standard_normal((m, n)), rng.standard_normal(m)
-        kkt = np.block([[self.Q, self.A.T], [self.A, np.zeros((m, m))]])
-        self.solution = np.linalg.solve(kkt, np.concatenate([-self.q, self.b]))[:n]
+        self.problem = equality_qp(rng)
+        self.solution = self.problem.solution
 
     def loss(self, params):
-        return 0.5 * params["x"] @ self.Q @ params["x"] + self.q @ params["x"]
+        return self.problem.loss(params["x"])
 
     def constraint(self, params):
-        return self.A @ params["x"] - self.b
+        return self.problem.constraint(params["x"])
 
 
 def train(tx, loss, params, steps):

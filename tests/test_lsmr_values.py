@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-from conftest import matrix_with_spectrum
+from lsqlab.problems import matrix_with_spectrum
 from lsqlab import STOP_REASONS, lstsq
 from lsqlab.dense import lstsq_dense
 

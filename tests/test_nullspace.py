@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from lsqlab import nullspace
+from lsqlab.problems import equality_qp
 
 
 def nested(x: np.ndarray) -> dict:
@@ -155,23 +156,17 @@ def test_quadratic_on_the_unit_sphere_converges_to_the_smallest_eigenvector(rng)
 
 
 class QP:
-    """min 1/2 x^T Q x + q^T x  s.t.  A x = b  (12 variables, 4 constraints), params a nested dict."""
+    """The shared equality-constrained QP (``lsqlab.problems.equality_qp``), params a nested dict."""
 
     def __init__(self, rng):
-        n, m = 12, 4
-        M = rng.standard_normal((n, n))
-        self.Q, self.q = M @ M.T / n + 0.1 * np.eye(n), rng.standard_normal(n)
-        self.A, self.b = rng.standard_normal((m, n)), rng.standard_normal(m)
-        kkt = np.block([[self.Q, self.A.T], [self.A, np.zeros((m, m))]])
-        self.solution = np.linalg.solve(kkt, np.concatenate([-self.q, self.b]))[:n]
+        self.problem = equality_qp(rng)
+        self.A, self.b, self.solution = self.problem.C, self.problem.e, self.problem.solution
 
     def loss(self, params):
-        x = as_vector(params)
-        return 0.5 * x @ self.Q @ x + self.q @ x
+        return self.problem.loss(as_vector(params))
 
     def constraint(self, params):
-        x = as_vector(params)
-        return self.A @ x - self.b
+        return self.problem.constraint(as_vector(params))
 
     def errors(self, params) -> tuple[float, float]:
         """(relative distance to the KKT solution, ||A x - b||)."""

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import matrix_with_spectrum
+from lsqlab.problems import matrix_with_spectrum
 from lsqlab import lstsq
 from lsqlab.dense import lstsq_dense, lstsq_dense_vjp
 from lsqlab.preconditioners import column_scaling, sketch_preconditioner
