@@ -31,6 +31,7 @@ class _State(NamedTuple):
     s: jax.Array
     p: jax.Array
     gamma: jax.Array
+    normr: jax.Array  # ||[r; damp x]||, the residual of the stacked problem
     norma2: jax.Array  # running sum of ||A p_k||^2 / ||p_k||^2: a lower estimate of ||A||_2^2
 
 
@@ -40,7 +41,8 @@ def _start(op: LinearMap, b: jax.Array) -> _State:
     finite = jnp.isfinite(gamma)
     istop = jnp.where(finite, jnp.where(gamma == 0, 0, -1), 8).astype(jnp.int32)
     zero = jnp.zeros((), b.dtype)
-    return _State(jnp.zeros((), jnp.int32), istop, jnp.zeros(op.shape[1], b.dtype), b, s, s, gamma, zero)
+    return _State(jnp.zeros((), jnp.int32), istop, jnp.zeros(op.shape[1], b.dtype), b, s, s, gamma,
+                  jnp.linalg.norm(b), zero)
 
 
 def _step(op: LinearMap, damp: jax.Array, atol: float, maxiter: int):
@@ -61,7 +63,7 @@ def _step(op: LinearMap, damp: jax.Array, atol: float, maxiter: int):
         converged = jnp.sqrt(gamma) <= atol * jnp.sqrt(norma2) * normr
         istop = jnp.where(converged, 2, jnp.where(itn >= maxiter, 7, -1))
         finite = jnp.isfinite(gamma) & jnp.isfinite(delta)
-        new = _State(itn, istop.astype(jnp.int32), x, r, s, p, gamma, norma2)
+        new = _State(itn, istop.astype(jnp.int32), x, r, s, p, gamma, normr, norma2)
         kept = jax.tree.map(lambda a, b_: jnp.where(finite, a, b_), new, st)
         return kept._replace(itn=itn, istop=jnp.where(finite, istop, 8).astype(jnp.int32))
 
@@ -76,9 +78,8 @@ def cgls(op: LinearMap, b: jax.Array, damp: jax.Array | float = 0.0, x0: jax.Arr
     damp = jnp.asarray(damp, b.dtype)
     maxiter = options.iteration_limit(*op.shape)
     final = lax.while_loop(lambda st: st.istop < 0, _step(op, damp, options.atol, maxiter), _start(op, b))
-    normr = jnp.sqrt(jnp.dot(final.r, final.r) + damp**2 * jnp.dot(final.x, final.x))
     norma = jnp.sqrt(final.norma2)
-    info = LstSqInfo(final.itn, final.istop, normr, jnp.sqrt(final.gamma), norma, jnp.full((), jnp.nan, b.dtype),
+    info = LstSqInfo(final.itn, final.istop, final.normr, jnp.sqrt(final.gamma), norma, jnp.full((), jnp.nan, b.dtype),
                      jnp.linalg.norm(final.x))
     return final.x, info
 
@@ -91,8 +92,7 @@ def cgls_trace(op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations:
 
     def recorded(st: _State, _):
         new = step(st)
-        normr = jnp.sqrt(jnp.dot(new.r, new.r) + damp**2 * jnp.dot(new.x, new.x))
-        return new._replace(istop=jnp.full((), -1, jnp.int32)), (new.x, normr, jnp.sqrt(new.gamma), new.istop)
+        return new._replace(istop=jnp.full((), -1, jnp.int32)), (new.x, new.normr, jnp.sqrt(new.gamma), new.istop)
 
     _, (xs, normr, normar, istop) = lax.scan(recorded, _start(op, b), length=iterations)
     return SolverTrace(xs, normr, normar, istop)

@@ -113,8 +113,16 @@ def measure(problem: GradientProblem, h: float = 1e-6, *, assume_full_rank: bool
     return Measurement(tuple(tolerances), error, seconds, iterations)
 
 
-def _directional(grad_A: jax.Array, grad_b: jax.Array, EA: jax.Array, Eb: jax.Array) -> jax.Array:
-    return jnp.sum(grad_A * EA) + jnp.dot(grad_b, Eb)
+def _directional_gradient(loss):
+    """jit of (A, b, g, E_A, E_b, *extra) -> (<dL/dA, E_A> + <dL/db, E_b>, aux) for
+    ``loss(A, b, g, *extra) -> (L, aux)``."""
+
+    @jax.jit
+    def run(A, b, g, EA, Eb, *extra):
+        (grad_A, grad_b), aux = jax.grad(loss, argnums=(0, 1), has_aux=True)(A, b, g, *extra)
+        return jnp.sum(grad_A * EA) + jnp.dot(grad_b, Eb), aux
+
+    return run
 
 
 @lru_cache(maxsize=64)
@@ -125,12 +133,7 @@ def _adjoint(tol: float, maxiter: int, assume_full_rank: bool):
         x, info = lstsq(A, b, atol=tol, btol=tol, maxiter=maxiter, assume_full_rank=assume_full_rank)
         return jnp.dot(g, x), info.iterations
 
-    @jax.jit
-    def run(A, b, g, EA, Eb):
-        (grad_A, grad_b), its = jax.grad(loss, argnums=(0, 1), has_aux=True)(A, b, g)
-        return _directional(grad_A, grad_b, EA, Eb), its
-
-    return run
+    return _directional_gradient(loss)
 
 
 @lru_cache(maxsize=8)
@@ -142,12 +145,7 @@ def _unrolled(iterations: int):
         x, info = lsmr_fixed_iterations(op, b, 0.0, iterations, LSMROptions(atol=tol, btol=tol))
         return jnp.dot(g, x), info.iterations
 
-    @jax.jit
-    def run(A, b, g, EA, Eb, tol):
-        (grad_A, grad_b), its = jax.grad(loss, argnums=(0, 1), has_aux=True)(A, b, g, tol)
-        return _directional(grad_A, grad_b, EA, Eb), its
-
-    return run
+    return _directional_gradient(loss)
 
 
 @lru_cache(maxsize=8)
