@@ -110,9 +110,9 @@ def toy_2d(name: str, n: int, *, seed: int) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     if name == "checkerboard":
-        x1 = rng.uniform(-4.0, 4.0, n)
-        x2 = rng.uniform(-4.0, 0.0, n) + 4.0 * (np.floor(x1) % 2)
-        return np.stack([x1, x2], axis=1)
+        x1 = rng.uniform(-2.0, 2.0, n)  # 4 x 4 unit squares, then scaled by 2
+        x2 = rng.uniform(0.0, 1.0, n) - 2.0 * rng.integers(0, 2, n) + np.floor(x1) % 2
+        return 2.0 * np.stack([x1, x2], axis=1)
     if name == "eight_gaussians":
         angles = 2 * np.pi * rng.integers(0, 8, n) / 8
         centers = 3.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
