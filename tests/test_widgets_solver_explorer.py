@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from lsqlab.cgls import cgls_trace
-from lsqlab.convergence import compare_solvers, conditioned_problem
+from lsqlab.convergence import compare_solvers, conditioned_problem, iterations_against_condition
 from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
 from lsqlab.operators import linear_map, matmul
-from lsqlab.widgets.solver_explorer import SolverExplorer, trace_index
+from lsqlab.widgets.solver_explorer import SWEEP_CONDS, SolverExplorer, trace_index
 
 SMALL = dict(rows=60, cols=20, cond=10.0, iterations=40, tol=1e-8)
 
@@ -94,3 +94,37 @@ def test_curves_do_not_depend_on_the_traced_length():
     short, long = compare_solvers(problem, 30), compare_solvers(problem, 100)
     np.testing.assert_allclose(short["LSMR"].error, long["LSMR"].error[:30])
     assert short["CGLS"].stop_iteration is None and "no stop test" in short["CGLS"].stop_reason
+
+
+def test_preconditioned_curves_are_the_original_problems_residuals():
+    problem = conditioned_problem(60, 20, 1e4)
+    curves = compare_solvers(problem, 40, 1e-10, "sketch")["LSMR"]
+    assert curves.error[-1] < 1e-9 and curves.stop_iteration < 40
+    lsmr = compare_solvers(problem, 40, 1e-10)["LSMR"]
+    assert lsmr.error[-1] > 1e-3  # unpreconditioned: far from converged at cond 1e4
+    # the drawn ||r_k|| and ||A^T r_k|| are the original problem's, recomputed from x_k
+    assert curves.normar[-1] < 1e-9 * np.linalg.norm(problem.A.T @ problem.b)
+    np.testing.assert_allclose(curves.normr[-1], np.linalg.norm(problem.b - problem.A @ problem.x_star), rtol=1e-8)
+
+
+def test_preconditioner_menu_redraws_and_rejects_the_sketch_on_wide_problems():
+    explorer = SolverExplorer(**{**SMALL, "cond": 1e4})
+    before = drawn(explorer, "LSMR", "error")
+    explorer.preconditioner.value = "sketch"
+    after = drawn(explorer, "LSMR", "error")
+    assert after[-1] < 1e-8 < before[-1] and "preconditioner: sketch" in explorer.readout.value
+    explorer.rows.value = 15  # wide: the sketch does not apply; message, figure kept
+    assert "tall problem" in explorer.message.value
+    np.testing.assert_array_equal(drawn(explorer, "LSMR", "error"), after)
+    explorer.preconditioner.value = "Jacobi"
+    assert explorer.message.value == "" and "15 × 20" in explorer.readout.value
+
+
+def test_sweep_button_plots_iterations_against_condition():
+    explorer = SolverExplorer(**{**SMALL, "iterations": 200, "tol": 1e-6})
+    explorer.sweep_button.click()
+    by_name = {trace.name: np.asarray(trace.y, dtype=float) for trace in explorer.sweep_figure.data}
+    counts = iterations_against_condition(60, 20, SWEEP_CONDS, 1e-6, 200)
+    for name, values in counts.items():
+        np.testing.assert_array_equal(by_name[name], values)
+    assert np.isnan(by_name["none"][-1]) and np.all(by_name["sketch"] < 60)  # cond 1e10: only the sketch

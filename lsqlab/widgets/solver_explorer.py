@@ -2,7 +2,9 @@
 
 Three log-scale panels against the iteration count: ||r_k||, ||A^T r_k|| and the error
 ||x_k - x*|| / ||x*||, one curve per solver, and a readout of where each solver's stop test holds and
-why. The mathematics lives in :mod:`lsqlab.convergence`.
+why. A preconditioner menu runs both solvers on A P (none, Jacobi, sketch); a button sweeps cond(A)
+and plots LSMR's iterations to the tolerance with each preconditioner. The mathematics lives in
+:mod:`lsqlab.convergence`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lsqlab.convergence import SOLVERS, check_problem_size, compare_solvers, conditioned_problem
+from lsqlab.convergence import (
+    PRECONDITIONERS, SOLVERS, check_preconditioner, check_problem_size, compare_solvers, conditioned_problem,
+    iterations_against_condition,
+)
 from lsqlab.widgets.figures import live_or_static, message_html, redraw_static
 
 PANELS = ("normr", "normar", "error")
 PANEL_TITLES = ("‖r_k‖", "‖Aᵀr_k‖", "‖x_k − x*‖ / ‖x*‖")
 COLORS = {"LSMR": "#1f77b4", "CGLS": "#d62728"}
+PRECONDITIONER_COLORS = {"none": "#1f77b4", "Jacobi": "#ff7f0e", "sketch": "#2ca02c"}
+SWEEP_CONDS = np.logspace(0, 10, 11)
 
 
 def trace_index(solver: str, panel: str) -> int:
@@ -38,18 +45,23 @@ class SolverExplorer(widgets.VBox):
         self.iterations = widgets.IntSlider(value=iterations, min=1, max=1000, description="iterations")
         self.tol = widgets.FloatLogSlider(value=tol, base=10, min=-14, max=-1, step=0.5,
                                           description="tolerance", readout_format=".0e")
+        self.preconditioner = widgets.Dropdown(options=PRECONDITIONERS, value="none", description="preconditioner")
+        self.sweep_button = widgets.Button(description="iterations against cond(A)", layout=dict(width="auto"))
         self.message = widgets.HTML()
         self.readout = widgets.HTML()
         self.figure, self.static_view = live_or_static(_convergence_figure(), live)
+        self.sweep_figure, self.sweep_static_view = live_or_static(_sweep_figure(), live)
         view = self.figure if self.static_view is None else self.static_view
+        sweep_view = self.sweep_figure if self.sweep_static_view is None else self.sweep_static_view
         controls = widgets.HBox([widgets.VBox([self.rows, self.cols, self.cond]),
-                                 widgets.VBox([self.iterations, self.tol])])
-        super().__init__([controls, self.message, view, self.readout])
+                                 widgets.VBox([self.iterations, self.tol, self.preconditioner])])
+        super().__init__([controls, self.message, view, self.readout, self.sweep_button, sweep_view])
         self._problem = None
         for control in (self.rows, self.cols, self.cond):
             control.observe(self._on_problem_change, names="value")
-        for control in (self.iterations, self.tol):
+        for control in (self.iterations, self.tol, self.preconditioner):
             control.observe(self._on_solve_change, names="value")
+        self.sweep_button.on_click(self._on_sweep)
         self._on_problem_change()
 
     @property
@@ -70,22 +82,43 @@ class SolverExplorer(widgets.VBox):
     def _on_solve_change(self, change: dict | None = None) -> None:
         if self._problem is None:
             return
-        curves = compare_solvers(self._problem, self.iterations.value, self.tol.value)
+        m, n = self._problem.A.shape
+        try:
+            check_preconditioner(self.preconditioner.value, m, n)
+        except ValueError as error:
+            self.message.value = message_html(f"{error}; the plot shows the last valid choice.")
+            return
+        curves = compare_solvers(self._problem, self.iterations.value, self.tol.value,
+                                 self.preconditioner.value, self.seed)
         steps = np.arange(1, self.iterations.value + 1)
         with self.figure.batch_update():
             for solver, solver_curves in curves.items():
                 for panel in PANELS:
                     trace = self.figure.data[trace_index(solver, panel)]
                     trace.x, trace.y = steps, getattr(solver_curves, panel)
-        m, n = self._problem.A.shape
         self.message.value = ""
-        self.readout.value = f"A is {m} × {n}, cond(A) = {self.cond.value:.3g}<br>" + "<br>".join(
+        self.readout.value = (f"A is {m} × {n}, cond(A) = {self.cond.value:.3g}, "
+                              f"preconditioner: {self.preconditioner.value}<br>") + "<br>".join(
             f"<b>{solver}</b>: " + (
                 f"stops at iteration {c.stop_iteration}: {c.stop_reason}" if c.stop_iteration else c.stop_reason
             ) + f"; final error {c.error[-1]:.2e}"
             for solver, c in curves.items()
         )
         redraw_static(self.figure, self.static_view)
+
+    def _on_sweep(self, button: widgets.Button | None = None) -> None:
+        """LSMR iterations to error <= tol against cond(A) on the current shape, one curve per preconditioner."""
+        if self._problem is None:
+            return
+        m, n = self._problem.A.shape
+        counts = iterations_against_condition(m, n, SWEEP_CONDS, self.tol.value, self.iterations.value, seed=self.seed)
+        with self.sweep_figure.batch_update():
+            for trace, name in zip(self.sweep_figure.data, PRECONDITIONERS):
+                trace.x, trace.y = SWEEP_CONDS, counts[name]
+            self.sweep_figure.layout.title.text = (
+                f"LSMR iterations to error ≤ {self.tol.value:.0e} ({m} × {n}, at most {self.iterations.value}; "
+                "gaps: not reached)")
+        redraw_static(self.sweep_figure, self.sweep_static_view)
 
 
 def _convergence_figure() -> go.Figure:
@@ -99,4 +132,16 @@ def _convergence_figure() -> go.Figure:
         figure.update_yaxes(type="log", exponentformat="power", row=1, col=column)
         figure.update_xaxes(title_text="iteration k", row=1, col=column)
     figure.update_layout(height=360, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=1.15))
+    return figure
+
+
+def _sweep_figure() -> go.Figure:
+    """Iterations against cond(A) (log x), one (empty) curve per preconditioner, in ``PRECONDITIONERS`` order."""
+    figure = go.Figure()
+    for name in PRECONDITIONERS:
+        figure.add_scatter(x=[], y=[], mode="lines+markers", name=name, line=dict(color=PRECONDITIONER_COLORS[name]))
+    figure.update_xaxes(type="log", exponentformat="power", title_text="cond(A)")
+    figure.update_yaxes(title_text="iterations")
+    figure.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40),
+                         title_text="press the button to sweep cond(A)")
     return figure
