@@ -92,3 +92,5 @@ def test_tables_summarize_with_sample_spread_and_round_trip(tmp_path):
     with open(tmp_path / "demo_runs.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3
     assert "| a | 2 ± 1.41 | 2 |" in (tmp_path / "demo.md").read_text()
+    not_applicable = tables.summarize([dict(method="c", error=float("nan"))], ["method"], ["error"])
+    assert "| c | - | 1 |" in tables.markdown(not_applicable, ["error"], ["method"])

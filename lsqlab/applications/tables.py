@@ -32,12 +32,13 @@ def summarize(runs: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -
 
 
 def markdown(rows: Sequence[dict], metrics: Sequence[str], by: Sequence[str], digits: int = 3) -> str:
-    """A Markdown table of summarised rows: setting columns, then ``mean ± std`` per metric, then n."""
+    """A Markdown table of summarised rows: setting columns, then ``mean ± std`` per metric ("-" where
+    the mean is NaN: the metric does not apply), then n."""
     header = [*by, *metrics, "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[key]) for key in by]
-        cells += [f"{_fmt(row[f'{m}_mean'], digits)} ± {_fmt(row[f'{m}_std'], digits)}" for m in metrics]
+        cells += [_cell(row[f"{m}_mean"], row[f"{m}_std"], digits) for m in metrics]
         lines.append("| " + " | ".join([*cells, str(row["n"])]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -72,5 +73,8 @@ def _parse(value: str) -> float | str:
         return value
 
 
-def _fmt(value: float, digits: int) -> str:
-    return f"{value:.{digits}g}"
+def _cell(mean: float, std: float, digits: int) -> str:
+    """``mean ± std``; "-" for a metric a method does not have (NaN mean)."""
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}g} ± {std:.{digits}g}"
