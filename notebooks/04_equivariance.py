@@ -1,0 +1,291 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["active-ipynb"]
+# # On Colab only: install lsqlab from GitHub (Colab's own jax, numpy, plotly and ipywidgets are kept).
+# import subprocess
+# import sys
+#
+# LSQLAB_REPO = "lsqlab-dev/lsqlab"
+# if "google.colab" in sys.modules:
+#     subprocess.run(
+#         [sys.executable, "-m", "pip", "install", "-q", f"git+https://github.com/{LSQLAB_REPO}"], check=True
+#     )
+
+# %% [markdown]
+# # Rotation-invariant digits: a constraint on collocation points, and whether it generalises
+#
+# A classifier of handwritten digits that should not care how the page was turned must satisfy
+# $f(r x) = f(x)$, where $r$ turns an image by a quarter. This notebook imposes that as an equality
+# constraint $c(\theta) = 0$ on a few *collocation* images and trains with the null-space method, beside
+# the usual alternatives: plain training, data augmentation, a quadratic penalty, an augmented
+# Lagrangian, and a group-averaged network that is invariant by construction. The questions: how
+# accurate is each on upright and on turned digits, how invariant is each on images it has never seen,
+# and what does a step cost?
+
+# %%
+import jax
+
+jax.config.update("jax_enable_x64", True)  # before any array is created (training below uses float32)
+
+import jax.numpy as jnp
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+from IPython.display import Markdown, display
+from plotly.subplots import make_subplots
+
+from lsqlab import data, nullspace
+from lsqlab.applications import equivariance as eq
+from lsqlab.applications import mlp, tables
+from lsqlab.smoke import scaled
+
+# %% [markdown]
+# ## The group C4 acting on images
+#
+# The four quarter turns $\{e, r, r^2, r^3\}$ form the cyclic group C4 ($r^4 = e$). On an $8\times 8$
+# image, $r$ is `rot90`: a permutation of the 64 pixels, so it is exact (no interpolation) and linear.
+# `eq.rotate(images, k)` applies $r^k$ in JAX; it agrees with NumPy's `np.rot90` used by
+# `lsqlab.data.rotate_c4`.
+
+# %%
+images, labels = data.digits()
+three = images[labels == 3][0]
+turns = np.stack([np.asarray(eq.rotate(jnp.asarray(three), k)) for k in range(4)])
+fig = px.imshow(turns, facet_col=0, binary_string=False, color_continuous_scale="gray_r", height=260)
+for k, annotation in enumerate(fig.layout.annotations):
+    annotation.text = ["x", "r x", "r² x", "r³ x"][k]
+fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False).update_layout(coloraxis_showscale=False)
+fig.show()
+
+np.testing.assert_array_equal(turns, data.rotate_c4(np.repeat(three[None], 4, 0), np.arange(4)))
+np.testing.assert_array_equal(np.asarray(eq.rotate(jnp.asarray(three), 4)), three)  # r^4 = e
+
+# %% [markdown]
+# A caveat of the task itself: a 6 turned by half a turn looks like a 9. An exactly invariant
+# classifier therefore cannot tell a 6 from a 9 that is the same drawing upside down, and some upright
+# accuracy is the price of invariance. In the data: the mean 6, turned by $r^2$, resembles the mean 9
+# more than any other mean digit.
+
+# %%
+means = np.stack([images[labels == d].mean(0) for d in range(10)])
+resemblance = [np.corrcoef(np.rot90(means[6], 2).ravel(), means[d].ravel())[0, 1] for d in range(10)]
+print("correlation of r² (mean 6) with each mean digit:", np.round(resemblance, 2))
+assert int(np.argmax(resemblance)) == 9
+
+# %% [markdown]
+# ## Invariance as an equality constraint on collocation images
+#
+# The network $f_\theta: \mathbb{R}^{8\times 8} \to \mathbb{R}^{10}$ (logits) is an MLP
+# $64 \to 64 \to 64 \to 10$ with $p = 8{,}970$ parameters. Invariance on all inputs is infinitely many
+# conditions; on $K$ fixed training images $x_1, \dots, x_K$ it is the finite system
+#
+# $$c(\theta) = \big[f_\theta(r^k x_j) - f_\theta(x_j)\big]_{k = 1,2,3;\ j = 1..K} = 0, \qquad m = 3 \cdot K \cdot 10 .$$
+#
+# All three non-trivial turns appear: for invariance on *every* input the generator $r$ would do, but
+# on a finite set $f(r x_j) = f(x_j)$ says nothing about $f(r^2 x_j)$ unless $r x_j$ is itself a
+# collocation image. The null-space method needs $m < p$: with $K = 32$, $m = 960 \ll 8{,}970$.
+# `eq.invariance_constraint()` builds $c$ with `lsqlab.constraints.equivariance` (input actions
+# $r, r^2, r^3$; output action the identity).
+
+# %%
+config = eq.Config(dtype="float64")  # the table's sizes; float64 for the checks of this section
+prepared = eq.prepare(0, config)
+params = mlp.init(jax.random.key(0), config.sizes, jnp.float64)
+constraint = eq.invariance_constraint()
+points = prepared.collocation[:8]  # K = 8 here: m = 240
+c = constraint(params, inputs=points)
+print(f"p = {mlp.count(params)}, m = {c.shape[0]}, ||c|| of an untrained network = {float(jnp.linalg.norm(c)):.2f}")
+assert mlp.count(params) == eq.num_params(config) == 8970 and c.shape == (eq.num_constraints(8),)
+
+# %% [markdown]
+# The group average $\bar f(x) = \tfrac14 \sum_{k=0}^{3} f(r^k x)$ satisfies $c = 0$ for every
+# $\theta$ and every input: $\bar f(r x)$ sums the same four terms in another order. It costs four
+# forward passes per image, and it is only available because C4 is small and acts exactly.
+
+# %%
+averaged_c = eq.invariance_constraint(eq.group_averaged)(params, inputs=points)
+print(f"||c|| of the group average: {float(jnp.linalg.norm(averaged_c)):.1e}")
+assert eq.invariance_error(eq.group_averaged, params, prepared.x_test) < 1e-14
+
+# %% [markdown]
+# ## The null-space step
+#
+# With $J = \partial c / \partial \theta$ (an $m \times p$ matrix, never formed: $Jv$ is a `jax.jvp`,
+# $J^\top u$ its transpose), the method replaces a proposed update $u$ by
+#
+# $$d = (I - J^+J)\,u - \gamma J^+ c ,$$
+#
+# computed as $u - \mathrm{LstSq}(J, Ju + \gamma c)$: one minimum-norm LSMR solve on the wide $J$.
+# The first part keeps $c$ unchanged to first order ($Jd = -\gamma c$); the second is a Gauss–Newton
+# step towards $c = 0$. With Adam, `lsqlab.nullspace.transform(..., order="both")` projects the gradient,
+# lets Adam rescale it, and projects Adam's output again: two solves per step.
+#
+# Below, the loss gradient projected by one solve leaves $c$ unchanged to first order, and repeated
+# Gauss–Newton corrections ($\gamma = 1$, no loss) drive $c$ to zero quadratically.
+
+# %%
+def batch_loss(theta):
+    return eq.cross_entropy(eq.classifier, theta, prepared.x_train[:128], prepared.y_train[:128])
+
+
+gradient = jax.grad(batch_loss)(params)
+projected, info = nullspace.project(constraint, params, gradient, inputs=points)
+J = lambda v: jax.jvp(lambda theta: constraint(theta, inputs=points), (params,), (v,))[1]  # noqa: E731
+tangency = float(jnp.linalg.norm(J(projected)) / jnp.linalg.norm(J(gradient)))
+print(f"||J P g|| / ||J g|| = {tangency:.1e} after {int(info.iterations)} LSMR iterations ({info.reason})")
+assert tangency < 1e-8
+
+theta, history = params, []
+for _ in range(5):
+    history.append(float(jnp.linalg.norm(constraint(theta, inputs=points))))
+    step, _ = nullspace.project(constraint, theta, jax.tree.map(jnp.zeros_like, theta), gamma=1.0, inputs=points)
+    theta = jax.tree.map(jnp.add, theta, step)
+print("||c|| under Gauss-Newton corrections:", np.array2string(np.array(history), precision=1))
+assert history[-1] < 1e-6 * history[0] and history[-1] < history[-2] ** 1.5  # quadratic once close
+
+# %% [markdown]
+# To the default tolerance (1e-10), one solve took about $m$ iterations, each a forward and a backward
+# pass over $4K$ images. For training with $m = 960$ that is too dear, so `eq.Config` caps each solve at
+# 20 iterations (40 per step). The projection is then inexact, and the $\gamma$-correction cleans up
+# what it leaves: the training table shows the effect (relative invariance error on the collocation
+# images about 6e-4). With the cap, the tangency above degrades to:
+
+# %%
+capped, capped_info = nullspace.project(constraint, params, gradient, maxiter=20, inputs=points)
+capped_tangency = float(jnp.linalg.norm(J(capped)) / jnp.linalg.norm(J(gradient)))
+print(f"||J P g|| / ||J g|| = {capped_tangency:.1e} after {int(capped_info.iterations)} iterations")
+assert tangency < capped_tangency < 0.5
+
+# %% [markdown]
+# ## The committed results
+#
+# `python benchmarks/app_equivariance.py` trains every method for 1000 Adam steps (batch 128, learning
+# rate 3e-3, float32) on three seeds (each seed: its own train/test split of the 1797 digits, its own
+# initialisation and batches) and writes `benchmarks/results/equivariance.{csv,md}`. "points" says
+# where a method meets the constraint: on $K = 32$ *fixed* training images, or on the first 32 images
+# of *each batch* (a fresh set every step; "resampled"). Columns: test accuracy on upright images and on
+# the same images each turned by a random quarter turn; invariance error
+# $\mathbb{E}\,\|f(r^k x) - f(x)\| / \|f(x)\|$ ($k = 1, 2, 3$) on the held-out test images and on the 32
+# fixed collocation images; $\|c\|$ there; milliseconds per compiled step (2 shared CPU cores, measured
+# while other jobs ran); LSMR iterations per step. The penalty weight $\mu = 10^{-3}$ and the augmented
+# Lagrangian's $\rho = 10^{-6}$ were chosen on seed 0 for the best rotated accuracy
+# (`--tune`, `equivariance_tuning.md`); the null-space method's $\gamma = 0.5$ was not tuned.
+
+# %%
+summary = tables.read("equivariance")
+display(Markdown((tables.RESULTS / "equivariance.md").read_text()))
+row = {r["method"]: r for r in summary}
+methods = [r["method"] for r in summary]
+
+# %%
+fig = go.Figure([
+    go.Bar(name=f"{which} test set", x=methods, y=[row[m][f"acc_{which}_mean"] for m in methods],
+           error_y=dict(type="data", array=[row[m][f"acc_{which}_std"] for m in methods]))
+    for which in ("upright", "rotated")
+])
+fig.update_layout(barmode="group", title="Test accuracy (mean ± std over 3 seeds)", yaxis_range=[0, 1], height=380)
+fig.show()
+
+fig = go.Figure([
+    go.Bar(name=name, x=methods, y=[row[m][f"inv_err_{key}_mean"] for m in methods],
+           error_y=dict(type="data", array=[row[m][f"inv_err_{key}_std"] for m in methods]))
+    for name, key in (("held-out test images", "heldout"), ("the 32 fixed collocation images", "collocation"))
+])
+fig.update_layout(barmode="group", yaxis_type="log", height=380,
+                  title="Invariance error E||f(r^k x) - f(x)|| / ||f(x)|| (log scale)")
+fig.show()
+
+# %% [markdown]
+# ## Training on a small budget, live
+#
+# The same functions as the script, one seed (fewer steps and a narrower network in smoke mode). The
+# curves: upright test accuracy and held-out invariance error, evaluated every few steps.
+
+# %%
+live_config = scaled(eq.Config(), eq.Config(steps=60, eval_every=20, collocation=8, hidden=(32, 32)))
+live = {method: eq.run(method, 0, live_config) for method in eq.METHODS}
+shown = ("acc_upright", "acc_rotated", "inv_err_heldout", "inv_err_collocation", "ms_per_step")
+live_rows = tables.summarize([r for r, _ in live.values()], ("method", "points"), shown)
+display(Markdown(tables.markdown(live_rows, shown, ("method", "points"))))
+
+# %%
+fig = make_subplots(rows=1, cols=2, subplot_titles=("upright test accuracy", "held-out invariance error"))
+for i, (method, (_, trained)) in enumerate(live.items()):
+    color = px.colors.qualitative.Plotly[i % 10]
+    fig.add_trace(go.Scatter(x=trained.history["step"], y=trained.history["acc_upright"], name=method,
+                             line_color=color, legendgroup=method), row=1, col=1)
+    fig.add_trace(go.Scatter(x=trained.history["step"], y=trained.history["inv_err_heldout"], name=method,
+                             line_color=color, legendgroup=method, showlegend=False), row=1, col=2)
+fig.update_yaxes(type="log", row=1, col=2).update_xaxes(title_text="step").update_layout(height=400)
+fig.show()
+
+# %% [markdown]
+# What holds at any budget: the group average is invariant to rounding and scores the same on both test
+# sets; the plain network is not invariant and loses accuracy on turned digits; the null-space method
+# holds the constraint where it was imposed, far better than on held-out images; and meeting it on a
+# fresh batch every step spreads the invariance to held-out images better than a fixed set does.
+
+# %%
+results = {method: r for method, (r, _) in live.items()}
+assert results["group_average"]["inv_err_heldout"] < 1e-6
+assert results["group_average"]["acc_upright"] == results["group_average"]["acc_rotated"]
+assert results["plain"]["acc_rotated"] < results["plain"]["acc_upright"] - 0.2
+assert results["null_space"]["inv_err_collocation"] < 0.05 * results["null_space"]["inv_err_heldout"]
+assert results["null_space_resampled"]["inv_err_heldout"] < 0.5 * results["null_space"]["inv_err_heldout"]
+assert 0 < results["null_space"]["lsmr_iterations"] <= 2 * live_config.maxiter
+
+# %% [markdown]
+# ## Where the null-space method wins, ties and loses (from the committed table)
+#
+# - **Wins at what it enforces.** On the 32 fixed collocation images its relative invariance error is
+#   about 6e-4, 17 times below the penalty's at the same images and over 2,000 times below plain
+#   training.
+#   Resampled every batch, it reaches the lowest held-out invariance error of all non-exact methods
+#   (about 0.017: 4–5 times below the resampled penalty, 13 times below augmentation).
+# - **The constraint on fixed points does not generalise.** Held-out invariance error of the fixed-point
+#   null-space model is about 0.40, 700 times its error on the collocation images and no better than the
+#   penalty's; its rotated accuracy (0.81) ties the penalty's (0.78) and is far below augmentation.
+#   32 images pin 960 of 8,970 degrees of freedom, and the network uses the other 8,000 freely on other
+#   inputs. Invariance spreads only when the points change (resampling) — at which point the "constraint"
+#   behaves like an exact-per-step augmentation.
+# - **Loses on accuracy and cost.** Resampled, it is 1–3 points less accurate on turned digits (0.90)
+#   than the resampled penalty and augmentation (0.92–0.93), which trade some invariance for accuracy,
+#   and a step costs about 8–10 ms (two capped LSMR solves, 40 iterations) against 0.1–0.5 ms for every
+#   other method: 15–80 times dearer.
+# - **The exact model wins outright here.** Group averaging is invariant to rounding (4e-8 in float32),
+#   has the best rotated accuracy (0.95) and costs four forward passes. For a small group that acts
+#   exactly there is no reason to constrain; the null-space method is for constraints without such a
+#   construction.
+# - **The augmented Lagrangian**, with one dual ascent step per Adam step (as `lsqlab.baselines`
+#   implements it), did not work at any $\rho$ tried: large $\rho$ collapsed the network to a constant
+#   (invariant, 10% accuracy), small $\rho$ left it nearly unconstrained (rotated accuracy 0.55).
+#
+# The cells below check these statements against the committed table.
+
+# %%
+mean = lambda method, metric: row[method][f"{metric}_mean"]  # noqa: E731
+approximate = ["plain", "augmentation", "penalty", "penalty_resampled", "augmented_lagrangian", "null_space",
+               "null_space_resampled"]
+assert min(approximate, key=lambda m: mean(m, "inv_err_collocation")) == "null_space"
+assert mean("null_space", "inv_err_collocation") < 0.1 * mean("penalty", "inv_err_collocation")
+assert min(approximate, key=lambda m: mean(m, "inv_err_heldout")) == "null_space_resampled"
+assert mean("null_space", "inv_err_heldout") > 100 * mean("null_space", "inv_err_collocation")
+assert abs(mean("null_space", "acc_rotated") - mean("penalty", "acc_rotated")) < 0.05
+assert mean("null_space_resampled", "acc_rotated") < min(mean("penalty_resampled", "acc_rotated"),
+                                                         mean("augmentation", "acc_rotated"))
+assert max(methods, key=lambda m: mean(m, "acc_rotated")) == "group_average"
+assert mean("null_space_resampled", "ms_per_step") > 10 * max(mean(m, "ms_per_step") for m in methods
+                                                             if not m.startswith("null_space"))
+assert mean("augmented_lagrangian", "acc_rotated") < 0.6

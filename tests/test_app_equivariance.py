@@ -1,0 +1,135 @@
+"""The C4-invariance application (lsqlab.applications.equivariance) on tiny budgets.
+
+References are independent of the module: numpy's np.rot90 (via lsqlab.data.rotate_c4) for the group
+action, explicit numpy loops for the constraint and the invariance error, and the plain model for
+what "not invariant" looks like.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lsqlab import data
+from lsqlab.applications import equivariance as eq
+from lsqlab.applications import mlp
+
+TINY = eq.Config(hidden=(16, 16), steps=60, eval_every=30, collocation=4, batch=32, dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return eq.prepare(0, TINY)
+
+
+@pytest.fixture(scope="module")
+def trained(prepared):
+    """The tiny config trained plainly and with the null-space method (fixed collocation images)."""
+    return {method: eq.train(method, prepared, TINY, 0) for method in ("plain", "null_space")}
+
+
+@pytest.fixture
+def params():
+    return mlp.init(jax.random.key(3), TINY.sizes, jnp.float64)
+
+
+def test_rotate_matches_numpy_rot90(rng):
+    images = rng.standard_normal((5, 8, 8))
+    for k in range(4):
+        np.testing.assert_array_equal(np.asarray(eq.rotate(jnp.asarray(images), k)), data.rotate_c4(images, k))
+    turns = rng.integers(0, 4, 5)
+    np.testing.assert_array_equal(np.asarray(eq.rotate_each(jnp.asarray(images), jnp.asarray(turns))),
+                                  data.rotate_c4(images, turns))
+
+
+def test_constraint_is_the_stack_of_logit_differences_over_three_turns(rng, params):
+    images = rng.standard_normal((3, 8, 8))
+    logits = lambda x: np.asarray(eq.classifier(params, jnp.asarray(x)))  # noqa: E731
+    expected = np.concatenate([(logits(data.rotate_c4(images, k)) - logits(images)).ravel() for k in (1, 2, 3)])
+    c = eq.invariance_constraint()(params, inputs=jnp.asarray(images))
+    assert c.shape == (eq.num_constraints(3),) == (90,)
+    np.testing.assert_allclose(np.asarray(c), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_invariance_error_matches_a_numpy_loop(rng, params):
+    images = rng.standard_normal((6, 8, 8))
+    logits = lambda x: np.asarray(eq.classifier(params, jnp.asarray(x)))  # noqa: E731
+    upright = logits(images)
+    ratios = [np.linalg.norm(logits(data.rotate_c4(images, k))[i] - upright[i]) / np.linalg.norm(upright[i])
+              for k in (1, 2, 3) for i in range(6)]
+    assert eq.invariance_error(eq.classifier, params, jnp.asarray(images)) == pytest.approx(np.mean(ratios), rel=1e-12)
+    assert np.mean(ratios) > 0.1  # an untrained MLP is far from invariant
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(jnp.float64, 1e-14), (jnp.float32, 1e-6)])
+def test_group_average_is_invariant_to_rounding(rng, dtype, tolerance):
+    """f_avg(r x) sums the same four terms as f_avg(x) in another order: equal up to rounding."""
+    params = mlp.init(jax.random.key(1), TINY.sizes, dtype)
+    images = jnp.asarray(rng.uniform(0, 1, (50, 8, 8)), dtype)
+    assert eq.invariance_error(eq.group_averaged, params, images) < tolerance
+    assert eq.violation(eq.group_averaged, params, images) < 10 * tolerance * float(
+        jnp.linalg.norm(eq.group_averaged(params, images)))
+
+
+def test_null_space_training_keeps_the_collocation_images_invariant(trained, prepared):
+    """||c|| ends far below the plain model's: each step removes half of c (gamma = 0.5) and what stays
+    is the second-order drift of the step and the error of the 20-iteration solves (measured here:
+    ||c|| ~ 2e-3 of the plain model's, relative invariance error ~ 5e-3)."""
+    plain, constrained = (eq.evaluate(trained[m], prepared) for m in ("plain", "null_space"))
+    assert constrained["violation"] < 2e-2 * plain["violation"]
+    assert constrained["inv_err_collocation"] < 2e-2 < 0.5 < plain["inv_err_collocation"]
+    assert 2 <= constrained["lsmr_iterations"] <= 2 * TINY.maxiter  # two solves per step ("both")
+    assert np.isnan(plain["lsmr_iterations"])
+
+
+def test_invariance_on_four_collocation_images_does_not_carry_over_to_held_out_images(trained, prepared):
+    """With K = 4 fixed images the constraint holds there and hardly anywhere else."""
+    result = eq.evaluate(trained["null_space"], prepared)
+    assert result["inv_err_heldout"] > 10 * result["inv_err_collocation"]
+
+
+def test_history_has_one_entry_per_evaluation(trained):
+    history = trained["null_space"].history
+    np.testing.assert_array_equal(history["step"], [30, 60])
+    assert all(len(values) == 2 for values in history.values())
+    assert trained["null_space"].seconds_per_step > 0
+
+
+def test_group_average_scores_the_same_on_upright_and_rotated_images():
+    row, _ = eq.run("group_average", 0, TINY)
+    assert row["acc_upright"] == row["acc_rotated"] > 0.3  # better than chance (0.1) after 60 steps
+    assert row["inv_err_heldout"] < 1e-12
+
+
+def test_rotated_test_set_turns_each_image_by_a_seeded_quarter_turn(prepared):
+    again = eq.prepare(0, TINY)
+    np.testing.assert_array_equal(np.asarray(again.x_rotated), np.asarray(prepared.x_rotated))
+    x_test, x_rotated = np.asarray(prepared.x_test), np.asarray(prepared.x_rotated)
+    matches = np.stack([np.all(data.rotate_c4(x_test, k) == x_rotated, axis=(1, 2)) for k in range(4)])
+    assert matches.any(axis=0).all()  # every image is a quarter turn of its upright original
+    turned = matches.argmax(axis=0)
+    assert set(turned) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(np.asarray(prepared.collocation), np.asarray(prepared.x_train[:4]))
+
+
+def test_too_many_collocation_images_for_the_parameters_is_refused():
+    narrow = eq.Config(hidden=(4,), collocation=20, dtype="float64")  # p = 64*4+4+4*10+10 = 310 < 600
+    with pytest.raises(ValueError, match="fewer constraints than parameters"):
+        eq.train_null_space(eq.prepare(0, narrow), narrow, 0)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(dtype="float16"), "dtype"),
+    (dict(steps=50, eval_every=30), "multiple of eval_every"),
+    (dict(collocation=0), ">= 1"),
+])
+def test_bad_config_is_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        eq.Config(**changes)
+
+
+def test_bad_method_and_too_many_collocation_images_are_refused(prepared):
+    with pytest.raises(ValueError, match="unknown method"):
+        eq.train("rotation_forest", prepared, TINY, 0)
+    with pytest.raises(ValueError, match="exceeds"):
+        eq.prepare(0, eq.Config(collocation=5000))
