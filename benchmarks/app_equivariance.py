@@ -7,9 +7,10 @@ Writes benchmarks/results/equivariance{_runs.csv,.csv,.md}: accuracy on the upri
 test set, invariance error E ||f(r^k x) - f(x)|| / ||f(x)|| on held-out test images and on the fixed
 collocation images, ||c|| there, milliseconds per compiled step, LSMR iterations per step.
 
-    python benchmarks/app_equivariance.py            # the table: 2.5 min on 2 shared cores (80 s with a warm JAX cache)
+    python benchmarks/app_equivariance.py            # the table: 2.5 min on 2 shared cores (80-110 s, warm JAX cache)
     python benchmarks/app_equivariance.py --smoke    # tiny budget, same code: ~35 s, mostly compiling
-    python benchmarks/app_equivariance.py --tune     # the grid that chose penalty_mu and al_rho (seed 0), ~45 s
+    python benchmarks/app_equivariance.py --tune     # the grids behind penalty_mu, al_rho, al_dual_step (seed 0):
+                                                     # ~1 min (20 s with a warm JAX cache)
     options: --out DIR (instead of benchmarks/results), --dtype float64, --seeds 0 1 2
 
 LSQLAB_SMOKE=1 (or CI) in the environment means --smoke.
@@ -18,6 +19,7 @@ LSQLAB_SMOKE=1 (or CI) in the environment means --smoke.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import time
@@ -36,12 +38,15 @@ METRICS = ("acc_upright", "acc_rotated", "inv_err_heldout", "inv_err_collocation
            "lsmr_iterations")
 SEEDS = (0, 1, 2)
 SMOKE = dict(steps=40, eval_every=20, collocation=8, hidden=(32, 32))
-# The grids behind Config's penalty_mu and al_rho: the value with the best rotated accuracy on seed 0.
+# The grids behind Config's penalty_mu, al_rho and al_dual_step: the setting with the best rotated
+# accuracy on seed 0. The augmented Lagrangian's grid is 2-D (penalty weight rho x dual step eta); its
+# diagonal eta = rho is the classical method of multipliers.
 TUNING = {
-    "penalty": ("penalty_mu", (1e-4, 1e-3, 1e-2, 1e-1, 1.0)),
-    "penalty_resampled": ("penalty_mu", (1e-4, 1e-3, 1e-2, 1e-1, 1.0)),
-    "augmented_lagrangian": ("al_rho", (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)),
+    "penalty": {"penalty_mu": (1e-4, 1e-3, 1e-2, 1e-1, 1.0)},
+    "penalty_resampled": {"penalty_mu": (1e-4, 1e-3, 1e-2, 1e-1, 1.0)},
+    "augmented_lagrangian": {"al_rho": (1e-4, 1e-3, 1e-2), "al_dual_step": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)},
 }
+TUNED = ("penalty_mu", "al_rho", "al_dual_step")
 
 
 def table(config: eq.Config, seeds: tuple[int, ...], out: Path) -> list[dict]:
@@ -59,22 +64,24 @@ def table(config: eq.Config, seeds: tuple[int, ...], out: Path) -> list[dict]:
 
 
 def tune(config: eq.Config, out: Path) -> list[dict]:
-    """The grids of TUNING on seed 0; writes equivariance_tuning{,_runs}.csv/.md."""
+    """Every setting of the grids of TUNING on seed 0 (columns TUNED, "-" where a parameter does not
+    apply); writes equivariance_tuning{,_runs}.csv/.md."""
     runs = []
-    for method, (parameter, values) in TUNING.items():
-        for value in values:
-            row, _ = eq.run(method, 0, replace(config, **{parameter: value}))
-            runs.append({"method": method, "parameter": parameter, "value": value, "seed": 0,
+    for method, grid in TUNING.items():
+        for values in itertools.product(*grid.values()):
+            setting = dict(zip(grid, values))
+            row, _ = eq.run(method, 0, replace(config, **setting))
+            runs.append({"method": method, **{p: setting.get(p, "-") for p in TUNED}, "seed": 0,
                          **{m: row[m] for m in METRICS[:5]}})
-            print(f"{method:<22} {parameter} = {value:g}: upright {row['acc_upright']:.3f}, rotated "
-                  f"{row['acc_rotated']:.3f}, held-out invariance error {row['inv_err_heldout']:.2e}", flush=True)
-    return tables.write(runs, f"{NAME}_tuning", ("method", "parameter", "value"), METRICS[:5], directory=out)
+            print(f"{method:<22} {setting}: upright {row['acc_upright']:.3f}, rotated {row['acc_rotated']:.3f}, "
+                  f"held-out invariance error {row['inv_err_heldout']:.2e}, ||c|| {row['violation']:.3g}", flush=True)
+    return tables.write(runs, f"{NAME}_tuning", ("method", *TUNED), METRICS[:5], directory=out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny budget (also LSQLAB_SMOKE=1)")
-    parser.add_argument("--tune", action="store_true", help="run the penalty / augmented-Lagrangian grids")
+    parser.add_argument("--tune", action="store_true", help="run the penalty / augmented-Lagrangian grids (seed 0)")
     parser.add_argument("--out", type=Path, default=tables.RESULTS, help="directory of the CSV/Markdown files")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -88,7 +95,7 @@ def main() -> None:
     start = time.perf_counter()
     summary = tune(config, args.out) if args.tune else table(config, tuple(args.seeds), args.out)
     metrics = METRICS[:5] if args.tune else METRICS
-    print(tables.markdown(summary, metrics, ("method", "parameter", "value") if args.tune else BY))
+    print(tables.markdown(summary, metrics, ("method", *TUNED) if args.tune else BY))
     print(f"total {time.perf_counter() - start:.0f} s; written to {args.out}")
 
 

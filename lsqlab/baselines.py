@@ -41,22 +41,31 @@ class AugmentedLagrangianState(NamedTuple):
     multipliers: jax.Array
 
 
-def augmented_lagrangian(base: Any, constraint: Constraint, *, rho: float, num_constraints: int) -> Any:
+def augmented_lagrangian(
+    base: Any, constraint: Constraint, *, rho: float, num_constraints: int, dual_step: float | None = None
+) -> Any:
     """Primal-dual steps on the augmented Lagrangian L(theta) + lambda^T c + rho/2 ||c||^2.
 
     ``update(grads, state, params, **constraint_args)`` takes grads = grad L(theta) and
 
       primal:  theta <- theta + base(grad L + J^T (lambda + rho c))    (descent, optax's convention)
-      dual:    lambda <- lambda + rho c                                 (ascent; c at the old theta)
+      dual:    lambda <- lambda + eta c                                 (ascent; c at the old theta)
 
-    with J^T y from one ``jax.vjp`` of c. Returns an ``optax.GradientTransformationExtraArgs``.
-    On the test QP this converges with SGD as ``base`` but not with Adam, whose rescaled primal steps
-    do not balance the dual ascent (see tests/test_constraints.py).
+    with J^T y from one ``jax.vjp`` of c and the dual step eta = ``dual_step`` (default rho, the classical
+    method of multipliers). A separate eta decouples the penalty weight rho from the speed of the
+    multipliers, as in constrained deep learning (e.g. Cooper's dual learning rate): eta << rho keeps
+    lambda from outrunning Adam-rescaled primal steps. Returns an ``optax.GradientTransformationExtraArgs``.
+    On the test QP this converges with SGD as ``base`` (eta = rho or rho/10) but not with Adam, whose
+    rescaled primal steps do not balance the dual ascent (see tests/test_constraints.py).
     """
     import optax  # optional dependency
 
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho}")
+    if dual_step is None:
+        dual_step = rho
+    if not dual_step > 0:
+        raise ValueError(f"dual_step must be > 0, got {dual_step}")
     base = optax.with_extra_args_support(base)
 
     def init(params: Any) -> AugmentedLagrangianState:
@@ -72,6 +81,6 @@ def augmented_lagrangian(base: Any, constraint: Constraint, *, rho: float, num_c
         (constraint_grad,) = vjp(state.multipliers + rho * c)
         lagrangian_grad = jax.tree.map(jnp.add, grads, constraint_grad)
         step, base_state = base.update(lagrangian_grad, state.base_state, params)
-        return step, AugmentedLagrangianState(base_state, state.multipliers + rho * c)
+        return step, AugmentedLagrangianState(base_state, state.multipliers + dual_step * c)
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -180,8 +180,9 @@ assert tangency < capped_tangency < 0.5
 # $\mathbb{E}\,\|f(r^k x) - f(x)\| / \|f(x)\|$ ($k = 1, 2, 3$) on the held-out test images and on the 32
 # fixed collocation images; $\|c\|$ there; milliseconds per compiled step (2 shared CPU cores, measured
 # while other jobs ran); LSMR iterations per step. The penalty weight $\mu = 10^{-3}$ and the augmented
-# Lagrangian's $\rho = 10^{-6}$ were chosen on seed 0 for the best rotated accuracy
-# (`--tune`, `equivariance_tuning.md`); the null-space method's $\gamma = 0.5$ was not tuned.
+# Lagrangian's penalty weight $\rho = 10^{-4}$ and dual step $\eta = 10^{-5}$ were chosen on seed 0 for
+# the best rotated accuracy (`--tune`, `equivariance_tuning.md`, below); the null-space method's
+# $\gamma = 0.5$ was not tuned.
 
 # %%
 summary = tables.read("equivariance")
@@ -206,6 +207,48 @@ fig = go.Figure([
 fig.update_layout(barmode="group", yaxis_type="log", height=380,
                   title="Invariance error E||f(r^k x) - f(x)|| / ||f(x)|| (log scale)")
 fig.show()
+
+# %% [markdown]
+# ### Tuning the augmented Lagrangian
+#
+# The augmented Lagrangian takes Adam steps on $L(\theta) + \lambda^\top c(\theta) + \tfrac{\rho}{2}\|c(\theta)\|^2$
+# and, after each, a dual ascent step $\lambda \leftarrow \lambda + \eta\, c$. The classical method of
+# multipliers couples the two, $\eta = \rho$; constrained deep learning usually gives the multipliers
+# their own learning rate (e.g. Cooper's dual optimiser), because Adam's rescaled primal steps do not
+# balance a dual step of size $\rho$. The grid ($\rho \times \eta$, seed 0) shows why: on and above the
+# diagonal $\eta = \rho$ the multipliers grow faster than the network can follow, $J^\top\lambda$
+# swamps the loss gradient and the network collapses (upright accuracy 8–39%; at the largest $\eta$ a
+# nearly constant, invariant and useless classifier). Below it the multipliers move slowly and the
+# method behaves like the penalty with $\mu = \rho$ (rotated accuracy 0.78–0.82): the dual steps
+# never bought a violation more than 11% below the penalty's at the same weight.
+
+# %%
+tuning = [r for r in tables.read("equivariance_tuning") if r["method"] == "augmented_lagrangian"]
+rhos, etas = sorted({r["al_rho"] for r in tuning}), sorted({r["al_dual_step"] for r in tuning})
+grid = {(r["al_rho"], r["al_dual_step"]): r for r in tuning}
+fig = make_subplots(rows=1, cols=2, subplot_titles=("rotated test accuracy", "log10 ||c|| on the collocation images"))
+for col, values in enumerate((
+    [[grid[rho, eta]["acc_rotated_mean"] for eta in etas] for rho in rhos],
+    [[np.log10(grid[rho, eta]["violation_mean"]) for eta in etas] for rho in rhos],
+), start=1):
+    fig.add_trace(go.Heatmap(z=values, x=[f"{eta:g}" for eta in etas], y=[f"{rho:g}" for rho in rhos],
+                             texttemplate="%{z:.2f}", showscale=False, colorscale="Viridis"), row=1, col=col)
+fig.update_xaxes(title_text="dual step η", type="category").update_yaxes(title_text="ρ", type="category")
+fig.update_layout(height=330, title="Augmented Lagrangian on seed 0 (equivariance_tuning.csv)")
+fig.show()
+
+penalty_at = {r["penalty_mu"]: r for r in tables.read("equivariance_tuning") if r["method"] == "penalty"}
+best = max(tuning, key=lambda r: r["acc_rotated_mean"])
+print(f"best: rho = {best['al_rho']:g}, eta = {best['al_dual_step']:g}, "
+      f"rotated accuracy {best['acc_rotated_mean']:.3f}")
+assert (best["al_rho"], best["al_dual_step"]) == (eq.Config().al_rho, eq.Config().al_dual_step)
+for (rho, eta), r in grid.items():
+    if eta >= rho:  # on and above the diagonal (the classical coupling eta = rho): collapse
+        assert r["acc_upright_mean"] < 0.4 and r["acc_rotated_mean"] < 0.3
+    else:  # below it: like the penalty with mu = rho, and never markedly more feasible
+        assert r["acc_rotated_mean"] > 0.75 and r["violation_mean"] > 0.8 * penalty_at[rho]["violation_mean"]
+for rho in rhos:  # the smallest dual step is all but the penalty
+    assert abs(grid[rho, min(etas)]["acc_rotated_mean"] - penalty_at[rho]["acc_rotated_mean"]) < 0.03
 
 # %% [markdown]
 # ## Training on a small budget, live
@@ -256,21 +299,25 @@ assert 0 < results["null_space"]["lsmr_iterations"] <= 2 * live_config.maxiter
 #   (about 0.017: 4–5 times below the resampled penalty, 13 times below augmentation).
 # - **The constraint on fixed points does not generalise.** Held-out invariance error of the fixed-point
 #   null-space model is about 0.40, 700 times its error on the collocation images and no better than the
-#   penalty's; its rotated accuracy (0.81) ties the penalty's (0.78) and is far below augmentation.
+#   penalty's; its rotated accuracy (0.81) ties the penalty's (0.78) and the augmented Lagrangian's
+#   (0.80) and is far below augmentation.
 #   32 images pin 960 of 8,970 degrees of freedom, and the network uses the other 8,000 freely on other
 #   inputs. Invariance spreads only when the points change (resampling) — at which point the "constraint"
 #   behaves like an exact-per-step augmentation.
 # - **Loses on accuracy and cost.** Resampled, it is 1–3 points less accurate on turned digits (0.90)
 #   than the resampled penalty and augmentation (0.92–0.93), which trade some invariance for accuracy,
-#   and a step costs about 8–10 ms (two capped LSMR solves, 40 iterations) against 0.1–0.5 ms for every
-#   other method: 15–80 times dearer.
+#   and a step costs about 13–15 ms (two capped LSMR solves, 40 iterations; measured under load)
+#   against 0.15–0.5 ms for every other method: 25–95 times dearer.
 # - **The exact model wins outright here.** Group averaging is invariant to rounding (4e-8 in float32),
 #   has the best rotated accuracy (0.95) and costs four forward passes. For a small group that acts
 #   exactly there is no reason to constrain; the null-space method is for constraints without such a
 #   construction.
-# - **The augmented Lagrangian**, with one dual ascent step per Adam step (as `lsqlab.baselines`
-#   implements it), did not work at any $\rho$ tried: large $\rho$ collapsed the network to a constant
-#   (invariant, 10% accuracy), small $\rho$ left it nearly unconstrained (rotated accuracy 0.55).
+# - **The augmented Lagrangian**, tuned over $\rho$ and a separate dual step $\eta$, ties the null-space
+#   method and the penalty on accuracy (rotated 0.80) but holds the constraint least of the fixed-point
+#   methods: $\|c\| \approx 16$ on the collocation images, 10 times the penalty's and over 100 times the
+#   null-space method's (relative invariance error there 0.11 against 6e-4). The rule "best rotated
+#   accuracy" picked a weak coupling ($\rho = 10^{-4}$, $\eta = 10^{-5}$); stronger settings of the grid
+#   either behave like the penalty or collapse the network (above).
 #
 # The cells below check these statements against the committed table.
 
@@ -288,4 +335,6 @@ assert mean("null_space_resampled", "acc_rotated") < min(mean("penalty_resampled
 assert max(methods, key=lambda m: mean(m, "acc_rotated")) == "group_average"
 assert mean("null_space_resampled", "ms_per_step") > 10 * max(mean(m, "ms_per_step") for m in methods
                                                              if not m.startswith("null_space"))
-assert mean("augmented_lagrangian", "acc_rotated") < 0.6
+assert abs(mean("augmented_lagrangian", "acc_rotated") - mean("null_space", "acc_rotated")) < 0.05
+assert mean("augmented_lagrangian", "violation") > max(5 * mean("penalty", "violation"),
+                                                      100 * mean("null_space", "violation"))

@@ -12,7 +12,7 @@ import pytest
 
 from lsqlab import data
 from lsqlab.applications import equivariance as eq
-from lsqlab.applications import mlp
+from lsqlab.applications import mlp, tables
 
 TINY = eq.Config(hidden=(16, 16), steps=60, eval_every=30, collocation=4, batch=32, dtype="float64")
 
@@ -133,3 +133,15 @@ def test_bad_method_and_too_many_collocation_images_are_refused(prepared):
         eq.train("rotation_forest", prepared, TINY, 0)
     with pytest.raises(ValueError, match="exceeds"):
         eq.prepare(0, eq.Config(collocation=5000))
+
+
+def test_config_defaults_are_the_best_settings_of_the_committed_tuning_grids():
+    """penalty_mu, al_rho and al_dual_step: the settings of best rotated accuracy (seed 0) in
+    benchmarks/results/equivariance_tuning.csv (``app_equivariance.py --tune``)."""
+    grid = tables.read("equivariance_tuning")
+    best = {method: max((r for r in grid if r["method"] == method), key=lambda r: r["acc_rotated_mean"])
+            for method in ("penalty", "penalty_resampled", "augmented_lagrangian")}
+    defaults = eq.Config()
+    assert best["penalty"]["penalty_mu"] == best["penalty_resampled"]["penalty_mu"] == defaults.penalty_mu
+    assert (best["augmented_lagrangian"]["al_rho"], best["augmented_lagrangian"]["al_dual_step"]) == (
+        defaults.al_rho, defaults.al_dual_step)

@@ -227,11 +227,47 @@ def test_penalty_and_augmented_lagrangian_reduce_the_violation_on_the_qp():
     assert state.multipliers.shape == (4,)
 
 
+@pytest.mark.parametrize("dual_step", [None, 0.1])
+def test_augmented_lagrangian_dual_step_sets_the_growth_of_the_multipliers(dual_step):
+    """lambda_1 = eta c(x_0), lambda_2 = eta (c(x_0) + c(x_1)) with eta = dual_step (default rho = 1);
+    the first primal step sees lambda_0 = 0 and so does not depend on eta."""
+    qp = QP(np.random.default_rng(1))
+    eta = 1.0 if dual_step is None else dual_step
+    tx = baselines.augmented_lagrangian(optax.sgd(0.01), qp.constraint, rho=1.0, num_constraints=4,
+                                        dual_step=dual_step)
+    x0 = {"x": jnp.zeros(12)}
+    update, state = tx.update(jax.grad(qp.loss)(x0), tx.init(x0), x0)
+    x1 = optax.apply_updates(x0, update)
+    c0 = np.asarray(qp.problem.C @ np.zeros(12) - qp.problem.e)  # c(x) = C x - e, written out
+    np.testing.assert_allclose(state.multipliers, eta * c0, rtol=1e-12)
+    expected_x1 = -0.01 * (qp.problem.q + qp.problem.C.T @ c0)  # grad L(0) = q, J^T (0 + rho c0)
+    np.testing.assert_allclose(x1["x"], expected_x1, rtol=1e-12)
+    _, state = tx.update(jax.grad(qp.loss)(x1), state, x1)
+    c1 = qp.problem.C @ np.asarray(x1["x"]) - qp.problem.e
+    np.testing.assert_allclose(state.multipliers, eta * (c0 + c1), rtol=1e-12)
+
+
+def test_augmented_lagrangian_with_a_smaller_dual_step_reaches_the_kkt_point():
+    """rho = 1, eta = 0.1 (SGD): x and lambda reach the dense KKT solution [[Q, C^T], [C, 0]] [x; lambda] =
+    [-q; e]. Measured after 3000 steps: relative errors 9.6e-4 (x) and 2.1e-4 (lambda), ||c|| 4.6e-6."""
+    qp = QP(np.random.default_rng(1))
+    Q, C = qp.problem.Q, qp.problem.C
+    kkt = np.block([[Q, C.T], [C, np.zeros((4, 4))]])
+    multipliers = np.linalg.solve(kkt, np.concatenate([-qp.problem.q, qp.problem.e]))[12:]
+    tx = baselines.augmented_lagrangian(optax.sgd(0.01), qp.constraint, rho=1.0, num_constraints=4, dual_step=0.1)
+    params, state = train(tx, qp.loss, {"x": jnp.zeros(12)}, 3000)
+    assert np.linalg.norm(params["x"] - qp.solution) < 1e-2 * np.linalg.norm(qp.solution)
+    assert np.linalg.norm(state.multipliers - multipliers) < 1e-2 * np.linalg.norm(multipliers)
+    assert float(jnp.linalg.norm(qp.constraint(params))) < 1e-4
+
+
 def test_baselines_reject_bad_options():
     with pytest.raises(ValueError, match="mu"):
         baselines.quadratic_penalty(lambda p: 0.0, lambda p: p, mu=-1.0)
     with pytest.raises(ValueError, match="rho"):
         baselines.augmented_lagrangian(optax.sgd(0.1), lambda p: p, rho=0.0, num_constraints=1)
+    with pytest.raises(ValueError, match="dual_step"):
+        baselines.augmented_lagrangian(optax.sgd(0.1), lambda p: p, rho=1.0, num_constraints=1, dual_step=0.0)
     tx = baselines.augmented_lagrangian(optax.sgd(0.1), lambda p: p[:2], rho=1.0, num_constraints=3)
     with pytest.raises(ValueError, match="expected"):
         tx.update(jnp.ones(4), tx.init(jnp.ones(4)), jnp.ones(4))
