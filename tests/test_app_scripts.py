@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = {  # script -> (table name, the column naming the method, methods that must appear)
     "app_equivariance.py": ("equivariance", "method", {"plain", "group_average", "null_space", "augmented_lagrangian"}),
     "app_sparsity.py": ("sparsity", "method", {"nullspace", "prune", "l1", "penalty"}),
+    "app_gp.py": ("gp", "method", set()),
     "app_scores.py": ("scores", "method", {"unconstrained", "energy", "penalty", "nullspace"}),
 }
 
