@@ -11,7 +11,7 @@ compile time per data set and method, mean ± std over 3 seeds (and, for diabete
   diabetes   ARD-RBF kernel, 5-fold test (interpolation control), marginal likelihood vs held-out NLPD
   friedman1  the same on a fresh draw of 300 points per seed (noise sd 1)
 
-    python benchmarks/app_gp.py            # ~15 min on 2 shared cores
+    python benchmarks/app_gp.py            # 9-12 min on 2 shared cores
     python benchmarks/app_gp.py --smoke    # tiny budget, under a minute (also with LSQLAB_SMOKE=1)
 
 NumPy/SciPy (scikit-learn) run single-threaded (OPENBLAS_NUM_THREADS=1) unless the caller set it.

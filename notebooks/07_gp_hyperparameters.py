@@ -44,7 +44,6 @@ jax.config.update("jax_enable_x64", True)  # before any array is created
 
 import jax.numpy as jnp
 import numpy as np
-import plotly.graph_objects as go
 from IPython.display import Markdown, display
 from plotly.subplots import make_subplots
 
@@ -103,7 +102,7 @@ lags = np.linspace(0.0, 12.0, len(split.x_train))[:, None]  # lags[0] = 0; as ma
 draws = gp.co2_draws(0)
 fig = make_subplots(rows=1, cols=4, subplot_titles=[f"{c}: k(τ)" for c in components])
 for col, component in enumerate(components, start=1):
-    only = {**textbook, **{f"{c}_amplitude": jnp.log(1e-30) for c in components if c != component}}
+    only = {**textbook, **gp.log_hyper({f"{c}_amplitude": 1e-30 for c in components if c != component})}
     exact = gp.exact_kernel("co2", only, lags[:1], lags)[0]
     phi_lags = np.asarray(features("co2", only, draws, jnp.asarray(lags)))
     estimate = phi_lags[0] @ phi_lags.T
@@ -179,14 +178,16 @@ tight = gp.SolveOptions(atol=1e-15, btol=1e-15)
 
 
 @jax.jit
-def small_loss(hyper):
-    return gp.heldout_loss(hyper, small_draws, x_small, y_small, train_masks, val_masks, kind="co2", options=tight)[0]
+def small_loss_and_gradient(hyper):
+    return jax.value_and_grad(lambda h: gp.heldout_loss(h, small_draws, x_small, y_small, train_masks, val_masks,
+                                                        kind="co2", options=tight)[0])(hyper)
 
 
-gradient = jax.grad(small_loss)(textbook)
+gradient = small_loss_and_gradient(textbook)[1]
 names = ("trend_lengthscale", "medium_lengthscale", "medium_alpha", "period", "noise")
 adjoint = np.array([float(gradient[name]) for name in names])
-reference = np.array([gp.central_difference(small_loss, textbook, name, step=1e-5) for name in names])
+reference = np.array([gp.central_difference(lambda h: small_loss_and_gradient(h)[0], textbook, name, step=1e-5)
+                      for name in names])
 for name, a, r in zip(names, adjoint, reference):
     print(f"dL/dlog {name:19s} adjoint {a: .8e}   central difference {r: .8e}")
 largest = np.max(np.abs(adjoint - reference)) / np.max(np.abs(reference))
@@ -209,10 +210,11 @@ assert largest < 1e-4
 # the period's step scaled by 0.03: over 30 cycles a small change of period is a large change of
 # phase), next to the exact GP at the book's values and by marginal likelihood (scikit-learn,
 # `normalize_y=True`, started at the book's values), and the random features at the book's values. It
-# uses a small budget in smoke mode (training from 1982 only, few features and steps).
+# uses 50 Adam steps and no restarts (the table: 80 steps, 2 restarts), and a small budget in smoke mode
+# (training from 1982 only, few features and steps).
 
 # %%
-budget = gp.SMOKE if SMOKE else gp.Budget(co2_steps=60, co2_restarts=0)
+budget = gp.SMOKE if SMOKE else gp.Budget(co2_steps=50, co2_restarts=0)
 rows, predictions = gp.co2_experiment(seed=0, budget=budget)
 live = tables.summarize(rows, by=("method",), metrics=("rmse", "nlpd", "fit_s", "compile_s"))
 display(Markdown(tables.markdown(live, ("rmse", "nlpd", "fit_s", "compile_s"), ("method",))))
@@ -237,7 +239,8 @@ for k, (method, (mean, variance)) in enumerate(predictions.items()):
     std = np.sqrt(variance)
     fig.add_scatter(x=np.concatenate([split.x_test, split.x_test[::-1]]),
                     y=np.concatenate([mean + 2 * std, (mean - 2 * std)[::-1]]), fill="toself",
-                    fillcolor="rgba(220, 20, 60, 0.2)", line_width=0, name="± 2σ", showlegend=k == 0, row=row, col=col)
+                    fillcolor="rgba(220, 20, 60, 0.2)", line_width=0, name="± 2σ", showlegend=k == 0,
+                    row=row, col=col)
     fig.add_scatter(x=split.x_test, y=mean, line_color="crimson", name="mean", showlegend=k == 0, row=row, col=col)
     fig.add_scatter(x=split.x_test, y=split.y_test, mode="markers", marker=dict(size=3, color="black"),
                     name="test data", showlegend=k == 0, row=row, col=col)
@@ -262,11 +265,44 @@ display(Markdown(tables.markdown(summary, metrics, ("dataset", "method"))))
 result = {(row["dataset"], row["method"]): row for row in summary}
 co2 = {method: result[("co2", method)] for dataset, method in result if dataset == "co2"}
 assert co2[gp.RANDOM_FOLDS]["nlpd_mean"] < co2[gp.MARGINAL]["nlpd_mean"]
-assert co2[gp.RANDOM_FOLDS]["rmse_mean"] < co2[gp.MARGINAL]["rmse_mean"]
-assert co2[gp.RANDOM_FOLDS]["nlpd_mean"] < min(co2[gp.FORWARD_CHAINING]["nlpd_mean"], co2[gp.ONE_WINDOW]["nlpd_mean"])
+assert co2[gp.RANDOM_FOLDS]["rmse_mean"] < min(co2[gp.MARGINAL]["rmse_mean"], co2[gp.TEXTBOOK]["rmse_mean"])
+assert co2[gp.MARGINAL]["nlpd_mean"] < min(co2[gp.FORWARD_CHAINING]["nlpd_mean"], co2[gp.ONE_WINDOW]["nlpd_mean"])
 assert abs(co2[gp.TEXTBOOK]["rmse_mean"] - 1.98) < 0.01 and abs(co2[gp.TEXTBOOK]["nlpd_mean"] - 2.16) < 0.01
+assert abs(co2[gp.TEXTBOOK_FEATURES]["rmse_mean"] - co2[gp.TEXTBOOK]["rmse_mean"]) < 0.15
+diabetes_ml, diabetes_lsq = result[("diabetes", gp.MARGINAL)], result[("diabetes", gp.RANDOM_FOLDS)]
+assert abs(diabetes_ml["rmse_mean"] - diabetes_lsq["rmse_mean"]) < diabetes_ml["rmse_std"]  # a tie
+assert result[("friedman1", gp.MARGINAL)]["rmse_mean"] < result[("friedman1", gp.RANDOM_FOLDS)]["rmse_mean"]
 
 # %% [markdown]
 # ## Where each method wins or loses
 #
-# *(Filled in from the committed table.)*
+# From the committed table (3 seeds; the per-run numbers and fitted hyperparameters are in
+# `benchmarks/results/gp_runs.csv`):
+#
+# * **CO2, held-out NLPD over random folds (lsqlab) wins**: the best RMSE in every seed (0.90–1.57 ppm,
+#   against 1.98 for the book's values and 2.22 for marginal likelihood) and a better NLPD than marginal
+#   likelihood in every seed (1.32–2.35 against 3.04), better than the book's values (2.16) in two of
+#   three. This is the direction of the method brief's anchors (leave-one-out 2.00 / 2.19 against
+#   marginal likelihood 2.20 / 3.42), here stronger, but with a wide spread over seeds (±0.38 ppm):
+#   interpolation folds leave the long-range hyperparameters loosely fixed (the trend amplitude ended
+#   between 40 and 72 ppm), and the spread is larger than that of the random features themselves
+#   (±0.10 ppm at the book's values).
+# * **Marginal likelihood** is deterministic here (its restarts return to the same optimum) and
+#   quicker, but it shrinks the medium-term term and the noise, and its 12-year extrapolation is
+#   over-confident: NLPD 3.04 at an RMSE (2.22) close to the others'.
+# * **Folds shaped like the task lose**: forward chaining (2.57 / 4.23) and a single window before 1990
+#   (2.94 / 6.18) are the worst rows. Both reward a large trend amplitude and a small medium-term
+#   variance, which predict a few years well and twelve years over-confidently — the warning of the
+#   method brief (one window: 3.20 / 25.2 there) reproduced, milder in NLPD.
+# * **The book's values** remain a strong reference (1.98 / 2.16); they were fitted on a longer record
+#   than ours, and the random features reproduce them (1.94 ± 0.10 / 2.12 ± 0.10).
+# * **Interpolation controls**: on diabetes the two objectives tie (RMSE 54.5 ± 1.7 against
+#   54.1 ± 1.8, NLPD 5.42 against 5.41; the anchor's negative control, RMSE ~54.1). On Friedman #1
+#   marginal likelihood wins (1.05 against 1.21 RMSE, 1.48 against 1.61 NLPD): 128 random frequencies
+#   approximate a 10-D ARD kernel coarsely and 60 Adam steps do not fully settle 12 hyperparameters,
+#   while the exact GP with L-BFGS has neither limitation.
+# * **Cost**: training through the solve took longer than scikit-learn's exact fits (CO2 ~55 s against
+#   ~19 s; diabetes 8 s against 1.5 s, on two shared cores): each Adam step solves every fold forward
+#   and backward (~120–140 LSMR iterations) and factorises a dense matrix for the variance. With a few
+#   hundred points an exact GP is cheap; the matrix-free solve pays where $n$ and $F$ are large, which
+#   these data sets are not.

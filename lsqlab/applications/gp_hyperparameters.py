@@ -261,8 +261,8 @@ def exact_kernel(kind: str, hyper: Hyper, x1: np.ndarray, x2: np.ndarray) -> np.
     periodic = np.exp(-2 * np.sin(np.pi * tau / h["period"]) ** 2 / h["seasonal_smoothness"] ** 2)
     rq = h["medium_amplitude"] ** 2 * (1 + tau**2 / (2 * h["medium_alpha"] * h["medium_lengthscale"] ** 2)) ** (
         -h["medium_alpha"])
-    return (rbf(h["trend_amplitude"], h["trend_lengthscale"]) + rbf(h["seasonal_amplitude"], h["seasonal_decay"]) * periodic
-            + rq + rbf(h["short_amplitude"], h["short_lengthscale"]))
+    return (rbf(h["trend_amplitude"], h["trend_lengthscale"]) + rbf(h["seasonal_amplitude"], h["seasonal_decay"])
+            * periodic + rq + rbf(h["short_amplitude"], h["short_lengthscale"]))
 
 
 # ---------------------------------------------------------------- predictive distribution
@@ -317,7 +317,7 @@ def masked_quadratic(gram: jax.Array, train: jax.Array, noise: jax.Array) -> jax
 
 def predictive(phi: jax.Array, y: jax.Array, phi_star: jax.Array, noise: jax.Array,
                options: SolveOptions = SolveOptions()) -> tuple[jax.Array, jax.Array, Any]:
-    """Predictive mean phi*^T w and variance sigma^2 (1 + phi*^T (Phi^T Phi + sigma^2 I)^{-1} phi*), and the solve info."""
+    """Predictive mean phi*^T w, variance sigma^2 (1 + phi*^T (Phi^T Phi + sigma^2 I)^{-1} phi*), solve info."""
     weights, info = posterior_weights(phi, y, noise, options)
     return phi_star @ weights, noise**2 * (1.0 + posterior_quadratic(phi, phi_star, noise)), info
 
@@ -451,11 +451,16 @@ def predict(kind: str, hyper: Hyper, draws: dict[str, jax.Array], x_train: np.nd
     _check_shapes(x_train, y_train)
     if x_test.shape[1] != x_train.shape[1]:
         raise ValueError(f"x_test has {x_test.shape[1]} input dimensions, x_train {x_train.shape[1]}")
-    phi, phi_star = features(kind, hyper, draws, x_train), features(kind, hyper, draws, x_test)
-    mean, variance, info = predictive(phi, y_train, phi_star, jnp.exp(hyper["noise"]), options)
+    mean, variance, info = _predict(hyper, draws, x_train, y_train, x_test, kind=kind, options=options)
     if not bool(info.converged):
         raise RuntimeError(f"the mean-weight solve did not converge: {info.reason}")
     return np.asarray(mean), np.asarray(variance)
+
+
+@partial(jax.jit, static_argnames=("kind", "options"))
+def _predict(hyper, draws, x_train, y_train, x_test, *, kind, options):
+    phi, phi_star = features(kind, hyper, draws, x_train), features(kind, hyper, draws, x_test)
+    return predictive(phi, y_train, phi_star, jnp.exp(hyper["noise"]), options)
 
 
 def _as_inputs(x: np.ndarray) -> jax.Array:
@@ -629,7 +634,8 @@ def _row(dataset: str, method: str, seed: int, fold: int, y: np.ndarray, mean: n
     result = fitted if isinstance(fitted, Fit) else None
     if isinstance(fitted, dict) or result is not None:
         values = positive(fitted if result is None else result.hyper)
-        hyperparameters = " ".join(f"{k}={np.array2string(np.asarray(v), precision=4, max_line_width=10**4)}" for k, v in values.items())
+        hyperparameters = " ".join(f"{k}={np.array2string(np.asarray(v), precision=4, max_line_width=10**4)}"
+                                   for k, v in values.items())
     else:
         hyperparameters = str(fitted.kernel_)
     return {"dataset": dataset, "method": method, "seed": seed, "fold": fold,
