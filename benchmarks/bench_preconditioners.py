@@ -4,8 +4,10 @@
 
 Default size 2000x500; ``--large`` adds 20000x2000 (sketches only; a few GB of memory). Reports the
 iterations and the relative error against the dense solution of plain LSMR (capped at 5000 iterations),
-Jacobi and the sketch preconditioners, and wall times of one run each (the sketch's construction
-counted in), with the ratio to numpy.linalg.lstsq in the same process.
+Jacobi and the sketch preconditioners (nnz: nonzeros per column of the sparse sign sketch; R^-1 or the
+rank-revealing SVD; float32: sketch and factorisation in float32; Cholesky: R from the Gram matrix of
+the sketch, formed in float64, instead of QR), and wall times of one run each (the
+sketch's construction counted in), with the ratio to numpy.linalg.lstsq in the same process.
 """
 
 from __future__ import annotations
@@ -37,36 +39,41 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def rows_for(m: int, n: int) -> list[str]:
+def sketch(oversampling: float, nonzeros: int, factor_dtype=None, rank_revealing: bool = False,
+           factorisation: str = "qr"):
+    return lambda A: sketch_preconditioner(A, jax.random.key(0), oversampling=oversampling,
+                                           sparse_nonzeros=nonzeros, factor_dtype=factor_dtype,
+                                           rank_revealing=rank_revealing, factorisation=factorisation)
+
+
+BUILDERS = {
+    "none": lambda A: None,
+    "Jacobi": column_scaling,
+    "sketch defaults (s = 4n, nnz 8, SVD)": sketch(4.0, 8, rank_revealing=True),
+    "sketch (s = 4n, nnz 8, R^-1)": sketch(4.0, 8),
+    "sketch (s = 3n, nnz 4, R^-1, float32 QR)": sketch(3.0, 4, jnp.float32),
+    "sketch (s = 3n, nnz 4, R^-1, float32, Cholesky)": sketch(3.0, 4, jnp.float32, factorisation="cholesky"),
+    "sketch (s = 2n, nnz 4, R^-1, float32, Cholesky)": sketch(2.0, 4, jnp.float32, factorisation="cholesky"),
+}
+
+
+def rows_for(m: int, n: int, tol: float) -> list[str]:
     A_np, b_np = spread_problem(m, n)
     exact, t_numpy = timed(lambda: np.linalg.lstsq(A_np, b_np, rcond=None)[0])
     A, b = jnp.asarray(A_np), jnp.asarray(b_np)
-    opts = dict(atol=1e-12, btol=1e-12, maxiter=5000)
-    solve = jax.jit(lambda A, b, P: lstsq(A, b, preconditioner=P, **opts))
+    solve = jax.jit(lambda A, b, P: lstsq(A, b, preconditioner=P, atol=tol, btol=tol, maxiter=5000))
     rows = [f"{m}x{n} numpy.linalg.lstsq: {t_numpy:.2f} s"]
-    builders = {
-        "none": lambda: None,
-        "Jacobi": lambda: column_scaling(A),
-        "sketch (s = 4n, rank-revealing SVD)": lambda: sketch_preconditioner(A, jax.random.key(0)),
-        "sketch (s = 4n, R^-1)": lambda: sketch_preconditioner(A, jax.random.key(0), rank_revealing=False),
-        "sketch (s = 4n, R^-1, float32 QR)": lambda: sketch_preconditioner(
-            A, jax.random.key(0), rank_revealing=False, factor_dtype=jnp.float32),
-        "sketch (s = 3n, R^-1)": lambda: sketch_preconditioner(A, jax.random.key(0), oversampling=3.0,
-                                                               rank_revealing=False),
-        "sketch (s = 2n, R^-1)": lambda: sketch_preconditioner(A, jax.random.key(0), oversampling=2.0,
-                                                               rank_revealing=False),
-    }
-    if m > 5000:  # plain LSMR and Jacobi already fail at 5000 iterations on the small size
-        builders = {k: v for k, v in builders.items() if k.startswith("sketch")}
-    for name, build in builders.items():
-        jax.block_until_ready(solve(A, b, build()))  # compile (a second build is timed below)
-        P, t_build = timed(build)
+    for name, build in BUILDERS.items():
+        if m > 5000 and not name.startswith("sketch"):
+            continue  # plain LSMR and Jacobi already fail at 5000 iterations on the small size
+        jax.block_until_ready(solve(A, b, build(A)))  # compile (a second build is timed below)
+        P, t_build = timed(lambda: build(A))
         (x, info), t_solve = timed(lambda: solve(A, b, P))
         error = np.linalg.norm(np.asarray(x) - exact) / np.linalg.norm(exact)
         total = t_build + t_solve
         rows.append(
-            f"{m}x{n} {name:<37} {int(info.iterations):5d} its  rel. error {error:8.1e}  "
-            f"build {t_build:6.2f} s + solve {t_solve:6.2f} s = {total:6.2f} s  ({total / t_numpy:.2f} x numpy)"
+            f"{m}x{n} {name:<47} {int(info.iterations):5d} its  rel. error {error:8.1e}  "
+            f"build {t_build:5.2f} s + solve {t_solve:5.2f} s = {total:5.2f} s  ({total / t_numpy:.2f} x numpy)"
         )
     return rows
 
@@ -76,11 +83,13 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="400x100 only")
     group.add_argument("--large", action="store_true", help="also 20000x2000")
+    parser.add_argument("--tol", type=float, default=1e-10, help="LSMR's atol = btol (default 1e-10)")
     args = parser.parse_args()
     sizes = [(400, 100)] if args.quick else [(2000, 500)] + ([(20000, 2000)] if args.large else [])
-    print(f"machine: {platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}, float64")
+    print(f"machine: {platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}, float64, "
+          f"atol = btol = {args.tol:g}")
     for m, n in sizes:
-        for row in rows_for(m, n):
+        for row in rows_for(m, n, args.tol):
             print(row, flush=True)
 
 

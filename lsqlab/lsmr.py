@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lsqlab.operators import LinearMap
+from lsqlab.operators import LinearMap, golub_kahan_products
 
 STOP_REASONS: tuple[str, ...] = (
     "x = 0 is a solution (b = 0 or A^T b = 0)",  # 0
@@ -215,10 +215,11 @@ def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: LS
     def step(s: _State) -> _State:
         itn = s.itn + 1
         # Golub–Kahan: beta u <- A v - alpha u ; alpha v <- A^T u - beta v.
-        u = op.mv(s.v) - s.alpha * s.u
-        beta = jnp.linalg.norm(u)
-        u = _normalise(u, beta)
-        v_new = op.rmv(u) - beta * s.v
+        # A^T u = (A^T t) / beta for t = beta u, so both products can share one pass over A.
+        t, at_t = golub_kahan_products(op, s.v, s.alpha, s.u)
+        beta = jnp.linalg.norm(t)
+        u = _normalise(t, beta)
+        v_new = _normalise(at_t, beta) - beta * s.v
         alpha_new = jnp.linalg.norm(v_new)
         v = jnp.where(beta > 0, _normalise(v_new, alpha_new), s.v)
         alpha = jnp.where(beta > 0, alpha_new, s.alpha)

@@ -14,17 +14,26 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 
 Apply = Callable[[Any, jax.Array], jax.Array]  # (params, flat v) -> flat A v
+MvRmv = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # (v, alpha, u) -> (t, A^T t)
+
+# Dense matrices above this size are streamed once per Golub–Kahan step on the CPU (larger than the
+# last-level cache of a typical CPU), in row blocks of about BLOCK_BYTES.
+STREAM_BYTES = 32 * 2**20
+BLOCK_BYTES = 8 * 2**20
 
 
 class LinearMap(NamedTuple):
     """A: R^n -> R^m on flat vectors, as ``mv(v) = A v`` and ``rmv(u) = A^T u``.
 
     ``preconditioner`` (acting on the domain R^n of the untransposed map) travels with the map and
-    its transpose; ``transposed`` tells a preconditioned solver which side it is on.
+    its transpose; ``transposed`` tells a preconditioned solver which side it is on. ``mv_rmv``, when
+    set, computes both products of a Golub–Kahan step of the *untransposed* map at once (see
+    :func:`golub_kahan_products`).
     """
 
     mv: Callable[[jax.Array], jax.Array]
@@ -32,10 +41,20 @@ class LinearMap(NamedTuple):
     shape: tuple[int, int]
     transposed: bool = False
     preconditioner: Any = None
+    mv_rmv: MvRmv | None = None
 
     @property
     def T(self) -> "LinearMap":
-        return LinearMap(self.rmv, self.mv, (self.shape[1], self.shape[0]), not self.transposed, self.preconditioner)
+        return self._replace(mv=self.rmv, rmv=self.mv, shape=self.shape[::-1], transposed=not self.transposed)
+
+
+def golub_kahan_products(op: LinearMap, v: jax.Array, alpha: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """t = A v - alpha u and A^T t: the two products of one bidiagonalisation step, in one pass
+    over A when the map provides ``mv_rmv``."""
+    if op.mv_rmv is not None and not op.transposed:
+        return op.mv_rmv(v, alpha, u)
+    t = op.mv(v) - alpha * u
+    return t, op.rmv(t)
 
 
 def matmul(matrix: jax.Array, v: jax.Array) -> jax.Array:
@@ -43,14 +62,54 @@ def matmul(matrix: jax.Array, v: jax.Array) -> jax.Array:
     return matrix @ v
 
 
+def streamed_mv_rmv(matrix: jax.Array, v: jax.Array, alpha: jax.Array, u: jax.Array,
+                    block_rows: int) -> tuple[jax.Array, jax.Array]:
+    """t = A v - alpha u and A^T t = sum_i A_i^T t_i over row blocks A_i, each block read from memory
+    once for both products (twice as little traffic as A v then A^T t for a matrix beyond cache)."""
+    m = matrix.shape[0]
+    block_rows = min(block_rows, m)
+    blocks = m // block_rows
+
+    def add_block(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        t, w = carry
+        a_i = lax.dynamic_slice_in_dim(matrix, i * block_rows, block_rows)
+        t_i = a_i @ v - alpha * lax.dynamic_slice_in_dim(u, i * block_rows, block_rows)
+        return lax.dynamic_update_slice_in_dim(t, t_i, i * block_rows, 0), w + t_i @ a_i
+
+    t, w = lax.fori_loop(0, blocks, add_block, (jnp.zeros_like(u), jnp.zeros_like(v)))
+    tail = matrix[blocks * block_rows:]
+    t_tail = tail @ v - alpha * u[blocks * block_rows:]
+    return t.at[blocks * block_rows:].set(t_tail), w + t_tail @ tail
+
+
+def _matrix_mv_rmv(matrix: jax.Array) -> MvRmv | None:
+    """Streamed products on the CPU for a matrix beyond STREAM_BYTES; on other backends (and for
+    smaller matrices) the two plain products are already at memory speed."""
+    if matrix.size * matrix.dtype.itemsize < STREAM_BYTES:
+        return None
+    block_rows = max(1, BLOCK_BYTES // (matrix.shape[1] * matrix.dtype.itemsize))
+
+    def plain(v: jax.Array, alpha: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+        t = matrix @ v - alpha * u
+        return t, t @ matrix
+
+    def mv_rmv(v: jax.Array, alpha: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return lax.platform_dependent(
+            v, alpha, u, cpu=lambda *a: streamed_mv_rmv(matrix, *a, block_rows), default=plain)
+
+    return mv_rmv
+
+
 def linear_map(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any, preconditioner: Any = None) -> LinearMap:
-    """Bind parameters: ``mv = apply(params, .)``, ``rmv`` its transpose by ``jax.linear_transpose``."""
+    """Bind parameters: ``mv = apply(params, .)``, ``rmv`` its transpose by ``jax.linear_transpose``
+    (for a dense matrix, ``mv_rmv`` streams it once per step where that pays)."""
 
     def mv(v: jax.Array) -> jax.Array:
         return apply(params, v)
 
     transpose = jax.linear_transpose(mv, jax.ShapeDtypeStruct((shape[1],), dtype))
-    return LinearMap(mv, lambda u: transpose(u)[0], shape, False, preconditioner)
+    mv_rmv = _matrix_mv_rmv(params) if apply is matmul else None
+    return LinearMap(mv, lambda u: transpose(u)[0], shape, False, preconditioner, mv_rmv)
 
 
 def _is_float_dtype(dtype: Any) -> bool:

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-from lsqlab.problems import matrix_with_spectrum
-from lsqlab import STOP_REASONS, lstsq
+from lsqlab import STOP_REASONS, lstsq, operators
 from lsqlab.dense import lstsq_dense
+from lsqlab.lsmr import LSMROptions, lsmr
+from lsqlab.operators import streamed_mv_rmv
+from lsqlab.problems import matrix_with_spectrum
 
 # (name, m, n, cond, rank or None, damp); singular values log-spaced from 1 to 1/cond, except
 # "ill-conditioned": most in [0.1, 1] and three at 1e-4, 1e-6, 1e-8 (cond 1e8, and LSMR converges).
@@ -211,3 +213,36 @@ def test_fixed_iteration_scan_equals_the_while_loop(rng):
     x_scan, info_scan = lsmr_fixed_iterations(op, jnp.asarray(b), 0.0, 300, options)
     assert int(info_scan.iterations) == int(info_while.iterations) < 300
     np.testing.assert_array_equal(np.asarray(x_scan), np.asarray(x_while))
+
+
+@pytest.mark.parametrize("m, n, block_rows", [(103, 7, 10), (100, 7, 10), (5, 3, 10), (64, 9, 1)])
+def test_streamed_products_equal_the_two_plain_products(rng, m, n, block_rows):
+    """One pass over row blocks (with a remainder block, or one block larger than A) gives
+    t = A v - alpha u and A^T t as the two separate products do."""
+    A = jnp.asarray(rng.standard_normal((m, n)))
+    v, u = jnp.asarray(rng.standard_normal(n)), jnp.asarray(rng.standard_normal(m))
+    t, at_t = jax.jit(streamed_mv_rmv, static_argnums=4)(A, v, jnp.asarray(0.3), u, block_rows)
+    t_plain = np.asarray(A) @ np.asarray(v) - 0.3 * np.asarray(u)
+    np.testing.assert_allclose(np.asarray(t), t_plain, rtol=0, atol=1e-13 * np.linalg.norm(t_plain))
+    np.testing.assert_allclose(np.asarray(at_t), np.asarray(A).T @ t_plain, rtol=0,
+                               atol=1e-13 * np.linalg.norm(A) * np.linalg.norm(t_plain))
+
+
+def test_lsmr_on_a_streamed_matrix_matches_the_plain_products(rng, monkeypatch):
+    """Matrices above STREAM_BYTES are streamed once per step on the CPU: the iterates are those of
+    the two-product LSMR up to rounding (A^T (t / beta) against (A^T t) / beta), and the solve
+    converges to the dense answer."""
+    monkeypatch.setattr(operators, "STREAM_BYTES", 0)
+    monkeypatch.setattr(operators, "BLOCK_BYTES", 40 * 60 * 8)  # 40-row blocks: 7 and a tail of 20
+    A, b = map(jnp.asarray, build(rng, 300, 60, 1e3, None))
+    op = operators.linear_map(operators.matmul, A, A.shape, A.dtype)
+    assert op.mv_rmv is not None and op.T.mv_rmv is op.mv_rmv
+    for k in (1, 4, 8):
+        options = LSMROptions(atol=0, btol=0, conlim=0, maxiter=k)
+        x, _ = lsmr(op, b, 0.0, None, options)
+        x_plain, _ = lsmr(op._replace(mv_rmv=None), b, 0.0, None, options)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(x_plain), rtol=0, atol=1e-12 * np.linalg.norm(x_plain))
+    x, info = jax.jit(lambda b: lsmr(op, b, 0.0, None, LSMROptions(atol=1e-12, btol=1e-12, maxiter=1000)))(b)
+    exact = lstsq_dense(A, b)
+    assert bool(info.converged)
+    assert np.linalg.norm(np.asarray(x) - exact) <= 1e-9 * np.linalg.norm(exact)

@@ -120,8 +120,35 @@ def test_preconditioner_misuse_is_refused(rng):
 def test_float32_factorisation_still_gives_float64_answers(spread):
     A, b = spread
     P = sketch_preconditioner(A, jax.random.key(5), rank_revealing=False, factor_dtype=jnp.float32)
-    assert P.r.dtype == jnp.float64
+    assert P.matrix.dtype == jnp.float64
     x, info = lstsq(A, b, preconditioner=P, **TIGHT)
     exact = lstsq_dense(A, b)
     assert int(info.iterations) < 100
     assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
+
+
+def test_cholesky_factorisation_matches_qr(spread):
+    """R from the Cholesky factor of the sketch's float64 Gram matrix: same iterations (within 2)
+    and the same answer as QR at cond 1e6 (cond^2 eps = 1e-4)."""
+    A, b = spread
+    exact = lstsq_dense(A, b)
+    runs = {}
+    for factorisation in ("qr", "cholesky"):
+        P = sketch_preconditioner(A, jax.random.key(6), rank_revealing=False, factor_dtype=jnp.float32,
+                                  factorisation=factorisation)
+        runs[factorisation] = lstsq(A, b, preconditioner=P, **TIGHT)
+    for x, info in runs.values():
+        assert bool(info.converged) and int(info.iterations) < 100
+        assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
+    assert abs(int(runs["qr"][1].iterations) - int(runs["cholesky"][1].iterations)) <= 2
+
+
+def test_cholesky_falls_back_to_qr_where_the_gram_matrix_loses_the_spectrum(rng):
+    """At cond 1e10 (cond^2 eps >> 1) the Gram matrix is numerically singular: the preconditioner
+    is then the QR one, bit for bit."""
+    A = jnp.asarray(matrix_with_spectrum(rng, 400, 80, np.logspace(0, -10, 80)))
+    from_cholesky = sketch_preconditioner(A, jax.random.key(7), rank_revealing=False, factorisation="cholesky")
+    from_qr = sketch_preconditioner(A, jax.random.key(7), rank_revealing=False)
+    np.testing.assert_array_equal(np.asarray(from_cholesky.matrix), np.asarray(from_qr.matrix))
+    with pytest.raises(ValueError, match="factorisation"):
+        sketch_preconditioner(A, jax.random.key(7), factorisation="lu")
