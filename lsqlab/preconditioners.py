@@ -164,7 +164,7 @@ def sketch_preconditioner(
     answer. Otherwise P = R^{-1} (full column rank only), formed once (n^3/3 flops) so that each
     application is a matrix-vector product rather than a triangular solve.
     ``factor_dtype=jnp.float32`` sketches and factorises a float64 matrix in float32 (about twice as
-    fast): P only has to be approximate, since the solve on [A P; damp P] stays in A's precision, and
+    fast; R^{-1} or the SVD of R are still taken in A's precision): P only has to be approximate, since the solve on [A P; damp P] stays in A's precision, and
     a float32 P still gives cond(A P) = O(1) while cond(A) * eps32 << 1 (cond(A) up to about 1e6).
     ``factorisation="cholesky"`` takes R from the Cholesky factor of the sketch's Gram matrix formed
     in A's precision: s n^2 flops of matrix products instead of LAPACK's 2 s n^2 for QR, valid while
@@ -186,12 +186,10 @@ def sketch_preconditioner(
         sketch = jnp.concatenate([sketch, damp * jnp.eye(n, dtype=work_dtype)])
     r = _gram_cholesky(sketch.astype(dtype)) if factorisation == "cholesky" else None
     if r is None:
-        r = jnp.linalg.qr(sketch, mode="r")
-    else:
-        r = r.astype(work_dtype)
+        r = jnp.linalg.qr(sketch, mode="r").astype(dtype)
     if not rank_revealing:
-        return MatrixPreconditioner(_triangular_inverse(r).astype(dtype))
-    _, singular_values, vt = jnp.linalg.svd(r.astype(dtype))
+        return MatrixPreconditioner(_triangular_inverse(r))
+    _, singular_values, vt = jnp.linalg.svd(r)
     cutoff = (n * jnp.finfo(dtype).eps if rcond is None else rcond) * singular_values[0]
     k = int(jnp.sum(singular_values > cutoff))
     return MatrixPreconditioner(vt[:k].T / singular_values[:k])
@@ -222,5 +220,13 @@ def _cholesky_of_gram(x: jax.Array) -> jax.Array:
 
 @jax.jit
 def _triangular_inverse(r: jax.Array) -> jax.Array:
-    """R^{-1} for an upper-triangular R."""
-    return solve_triangular(r, jnp.eye(r.shape[0], dtype=r.dtype), lower=False)
+    """R^{-1} for an upper-triangular R, by blocks: [R11 R12; 0 R22]^{-1} =
+    [R11^{-1}, -R11^{-1} R12 R22^{-1}; 0, R22^{-1}] (n^3/3 flops, mostly matrix products)."""
+    n = r.shape[0]
+    if n <= 256:
+        return solve_triangular(r, jnp.eye(n, dtype=r.dtype), lower=False)
+    h = n // 2
+    inv_11, inv_22 = _triangular_inverse(r[:h, :h]), _triangular_inverse(r[h:, h:])
+    top = jnp.concatenate([inv_11, -(inv_11 @ r[:h, h:]) @ inv_22], axis=1)
+    bottom = jnp.concatenate([jnp.zeros((n - h, h), r.dtype), inv_22], axis=1)
+    return jnp.concatenate([top, bottom])
