@@ -35,7 +35,8 @@ from lsqlab.problems import orthonormal_factors
 
 MAX_COND = 1e12  # beyond this (in float64) the problem is numerically singular for these plots
 MAX_SIZE = 2000
-SOLVERS = ("LSMR", "CGLS")
+TRACERS = {"LSMR": lsmr_trace, "CGLS": cgls_trace}
+SOLVERS = tuple(TRACERS)
 PRECONDITIONERS = ("none", "Jacobi", "sketch")
 ITERATION_LIMIT = 7  # the istop code of the iteration limit (``STOP_REASONS[7]``), not a stop test here
 
@@ -120,16 +121,17 @@ def preconditioner_matrix(problem: ConditionedProblem, name: str, seed: int = 0)
     return np.pad(basis, ((0, 0), (0, n - basis.shape[1])))
 
 
-@partial(jax.jit, static_argnames=("iterations", "preconditioned"))
+@partial(jax.jit, static_argnames=("iterations", "preconditioned", "solvers"))
 def _traces(A: jax.Array, P: jax.Array, b: jax.Array, x_star: jax.Array, tol: jax.Array, iterations: int,
-            preconditioned: bool):
-    """LSMR and CGLS traces on A P and relative errors of x_k = P y_k; ``tol`` is traced (atol = btol =
+            preconditioned: bool, solvers: tuple[str, ...]):
+    """Traces of ``solvers`` on A P and relative errors of x_k = P y_k; ``tol`` is traced (atol = btol =
     tol): no recompilation. Unpreconditioned, the norms are the solvers' own recurrences."""
     AP = A @ P if preconditioned else A
     op = linear_map(matmul, AP, AP.shape, A.dtype)
     options = LSMROptions(atol=tol, btol=tol)
     results = []
-    for trace in (lsmr_trace(op, b, 0.0, iterations, options), cgls_trace(op, b, 0.0, iterations, options)):
+    for solver in solvers:
+        trace = TRACERS[solver](op, b, 0.0, iterations, options)
         xs, normr, normar = trace.xs, trace.normr, trace.normar
         if preconditioned:
             xs = xs @ P.T
@@ -141,17 +143,21 @@ def _traces(A: jax.Array, P: jax.Array, b: jax.Array, x_star: jax.Array, tol: ja
 
 
 def compare_solvers(problem: ConditionedProblem, iterations: int, tol: float = 1e-8,
-                    preconditioner: str = "none", seed: int = 0) -> dict[str, ConvergenceCurves]:
-    """``{"LSMR": curves, "CGLS": curves}`` over exactly ``iterations`` steps of each, on A P."""
+                    preconditioner: str = "none", seed: int = 0,
+                    solvers: tuple[str, ...] = SOLVERS) -> dict[str, ConvergenceCurves]:
+    """``{"LSMR": curves, "CGLS": curves}`` (or those of ``solvers``) over exactly ``iterations``
+    steps of each, on A P."""
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     if not (0 < tol < 1):
         raise ValueError(f"the tolerance must lie in (0, 1), got {tol}")
+    if not solvers or not set(solvers) <= set(SOLVERS):
+        raise ValueError(f"solvers must be a non-empty tuple from {SOLVERS}, got {solvers}")
     P = preconditioner_matrix(problem, preconditioner, seed)
     results = _traces(jnp.asarray(problem.A), jnp.asarray(P), jnp.asarray(problem.b), jnp.asarray(problem.x_star),
-                      jnp.asarray(tol), traced_length(iterations), preconditioner != "none")
+                      jnp.asarray(tol), traced_length(iterations), preconditioner != "none", solvers)
     curves = {}
-    for name, result in zip(SOLVERS, results):
+    for name, result in zip(solvers, results):
         normr, normar, error, istop = (np.asarray(values)[:iterations] for values in result)
         stopped = np.flatnonzero((istop >= 0) & (istop != ITERATION_LIMIT))
         first = int(stopped[0]) if stopped.size else None
@@ -175,6 +181,7 @@ def iterations_against_condition(m: int, n: int, conds: np.ndarray, tol: float =
         for name in preconditioners:
             if name == "sketch" and m < n:
                 continue
-            reached = np.flatnonzero(compare_solvers(problem, iterations, 0.1 * tol, name, seed)["LSMR"].error <= tol)
+            lsmr = compare_solvers(problem, iterations, 0.1 * tol, name, seed, solvers=("LSMR",))["LSMR"]
+            reached = np.flatnonzero(lsmr.error <= tol)
             counts[name][i] = reached[0] + 1 if reached.size else np.nan
     return counts

@@ -96,6 +96,15 @@ def test_curves_do_not_depend_on_the_traced_length():
     assert short["CGLS"].stop_iteration is None and "no stop test" in short["CGLS"].stop_reason
 
 
+def test_one_solver_alone_gives_the_same_curves_as_both():
+    problem = conditioned_problem(60, 20, 1e3)
+    alone = compare_solvers(problem, 40, solvers=("LSMR",))
+    assert list(alone) == ["LSMR"]
+    np.testing.assert_allclose(alone["LSMR"].error, compare_solvers(problem, 40)["LSMR"].error, rtol=1e-12)
+    with pytest.raises(ValueError, match="solvers"):
+        compare_solvers(problem, 40, solvers=("GMRES",))
+
+
 def test_preconditioned_curves_are_the_original_problems_residuals():
     problem = conditioned_problem(60, 20, 1e4)
     curves = compare_solvers(problem, 40, 1e-10, "sketch")["LSMR"]
