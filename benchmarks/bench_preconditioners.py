@@ -49,7 +49,7 @@ def sketch(oversampling: float, nonzeros: int, factor_dtype=None, rank_revealing
 BUILDERS = {
     "none": lambda A: None,
     "Jacobi": column_scaling,
-    "sketch defaults (s = 4n, nnz 8, SVD)": sketch(4.0, 8, rank_revealing=True),
+    "sketch defaults (s = 4n, nnz 8, pivoted QR)": sketch(4.0, 8, rank_revealing=True),
     "sketch (s = 4n, nnz 8, R^-1)": sketch(4.0, 8),
     "sketch (s = 3n, nnz 4, R^-1, float32 QR)": sketch(3.0, 4, jnp.float32),
     "sketch (s = 3n, nnz 4, R^-1, float32, Cholesky)": sketch(3.0, 4, jnp.float32, factorisation="cholesky"),

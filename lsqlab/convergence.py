@@ -109,8 +109,8 @@ def check_preconditioner(name: str, m: int, n: int) -> None:
 
 
 def preconditioner_matrix(problem: ConditionedProblem, name: str, seed: int = 0) -> np.ndarray:
-    """P as a dense n x n matrix: identity, Jacobi diag(1/||a_j||), or the sketch's V_k S_k^{-1}
-    padded with zero columns to n (a zero column of A P changes neither x_k nor the stop tests)."""
+    """P as a dense n x n matrix: identity, Jacobi diag(1/||a_j||), or the sketch's rank-revealing
+    P (n x k) padded with zero columns to n (a zero column of A P changes neither x_k nor the stop tests)."""
     m, n = problem.A.shape
     check_preconditioner(name, m, n)
     if name == "none":

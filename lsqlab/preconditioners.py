@@ -8,8 +8,8 @@ depend on P:
 
 The second line holds because P^T [A^T, damp I] w = P^T g has the same solutions as
 [A^T, damp I] w = g when P is invertible, and its minimum-norm solution has first block
-(A A^T + damp^2 I)^{-1} A g. With a rank-revealing P = V_k S_k^{-1} (k < n, damp = 0) whose range is
-the row space of A, x* = P y* is still the minimum-norm solution. Every solve of the derivative rules
+(A A^T + damp^2 I)^{-1} A g. With a rank-revealing P (n x k, k < n, damp = 0) whose range is the
+row space of A, x* = P y* is still the minimum-norm solution. Every solve of the derivative rules
 goes through the same wrapper, so preconditioned gradients need nothing else.
 """
 
@@ -159,10 +159,12 @@ def sketch_preconditioner(
     sign embedding (``sparse_nonzeros`` entries +-1/sqrt(nnz) per column), so S A costs nnz * m * n
     instead of s * m * n. For damp > 0 the rows damp I are appended (the stacked operator).
     QR of the sketch gives R with A R^{-1} well conditioned (cond ~ (1 + sqrt(n/s)) / (1 - sqrt(n/s))).
-    ``rank_revealing`` (default): SVD R = U S V^T and P = V_k S_k^{-1} over the singular values above
-    ``rcond * s_max`` (default n * eps), so rank-deficient undamped problems keep their minimum-norm
-    answer. Otherwise P = R^{-1} (full column rank only), formed once (n^3/3 flops) so that each
-    application is a matrix-vector product rather than a triangular solve.
+    ``rank_revealing`` (default): a complete orthogonal decomposition of R (LAPACK gelsy's): pivoted
+    QR R Pi = Q R_p, rank k = #{|(R_p)_jj| > ``rcond`` |(R_p)_11|} (default rcond n * eps), then
+    [R11 R12] = T Z and P = Pi Z^T T^{-1}, whose range is the numerical row space of A, so
+    rank-deficient undamped problems keep their minimum-norm answer (4x cheaper than an SVD of R).
+    Otherwise P = R^{-1} (full column rank only). Either P is formed once, so that each application
+    is a matrix-vector product rather than a triangular solve.
     ``factor_dtype=jnp.float32`` sketches and factorises a float64 matrix in float32 (about twice as
     fast; R^{-1} or the SVD of R are still taken in A's precision): P only has to be approximate, since the solve on [A P; damp P] stays in A's precision, and
     a float32 P still gives cond(A P) = O(1) while cond(A) * eps32 << 1 (cond(A) up to about 1e6).
@@ -189,10 +191,31 @@ def sketch_preconditioner(
         r = jnp.linalg.qr(sketch, mode="r").astype(dtype)
     if not rank_revealing:
         return MatrixPreconditioner(_triangular_inverse(r))
-    _, singular_values, vt = jnp.linalg.svd(r)
-    cutoff = (n * jnp.finfo(dtype).eps if rcond is None else rcond) * singular_values[0]
-    k = int(jnp.sum(singular_values > cutoff))
-    return MatrixPreconditioner(vt[:k].T / singular_values[:k])
+    r_pivoted, permutation = _pivoted_qr(r)
+    diagonal = jnp.abs(jnp.diag(r_pivoted))
+    cutoff = (n * jnp.finfo(dtype).eps if rcond is None else rcond) * diagonal[0]
+    k = int(jnp.sum(diagonal > cutoff))
+    return MatrixPreconditioner(_row_space_inverse(r_pivoted, permutation, k))
+
+
+@jax.jit
+def _pivoted_qr(r: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """R Pi = Q R_p with column pivoting (|diag R_p| non-increasing); Q is not formed."""
+    _, r_pivoted, permutation = jax.lax.linalg.qr(r, pivoting=True, full_matrices=False)
+    return r_pivoted, permutation
+
+
+@partial(jax.jit, static_argnums=2)
+def _row_space_inverse(r_pivoted: jax.Array, permutation: jax.Array, k: int) -> jax.Array:
+    """P = Pi Z^T T^{-1} (n x k) from the complete orthogonal decomposition [R11 R12] = T Z of the
+    first k rows of R_p: R P = Q_k (orthonormal columns) and range(P) = the numerical row space of R.
+    For k = n, P = Pi R_p^{-1}."""
+    if k == r_pivoted.shape[0]:
+        local = _triangular_inverse(r_pivoted)
+    else:
+        z_t, t_t = jnp.linalg.qr(r_pivoted[:k].T)  # [R11 R12]^T = Z^T T^T
+        local = z_t @ _triangular_inverse(t_t).T
+    return jnp.zeros_like(local).at[permutation].set(local)
 
 
 def _gram_cholesky(sketch: jax.Array) -> jax.Array | None:

@@ -228,7 +228,7 @@ assert relative_error(x, reference) < 1e-7 and relative_error(x, clean) < 0.5 * 
 # LSMR's iteration count grows with the condition number. With singular values spread evenly over
 # $[10^{-6}, 1]$ it does not converge in 10n iterations. A *sketch* $SA$ with $s = 4n$ random rows has
 # nearly the same $R$ factor as $A$, so $AR^{-1}$ is well conditioned: `sketch_preconditioner` builds
-# that $P$ (with an SVD of $R$, so minimum-norm answers survive rank deficiency) and the same solve
+# that $P$ (with a rank-revealing pivoted QR of $R$, so minimum-norm answers survive rank deficiency) and the same solve
 # finishes in tens of iterations. For a full-rank problem, `rank_revealing=False` uses $P = R^{-1}$
 # (formed once), and `factor_dtype=jnp.float32, factorisation="cholesky"` makes the sketch and its
 # factorisation cheap: $P$ only has to make $AP$ well conditioned, while the solve itself stays in

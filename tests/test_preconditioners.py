@@ -175,3 +175,18 @@ def test_gradients_with_the_fast_recipe_on_a_streamed_matrix(rng, monkeypatch):
     scale = np.linalg.norm(dA_ref)
     np.testing.assert_allclose(np.asarray(dA), dA_ref, atol=1e-7 * scale)
     np.testing.assert_allclose(np.asarray(db), db_ref, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("rank", [60, 40])
+def test_rank_revealing_p_spans_the_row_space_and_conditions_a(rng, rank):
+    """The complete orthogonal decomposition: P (n x k) has k = rank(A), P^T kills null(A) (so
+    x = P y stays in the row space), and A P is well conditioned (a 4n-row sketch: cond <= 3)."""
+    s = np.concatenate([np.logspace(0, -5, rank), np.zeros(60 - rank)])
+    A = matrix_with_spectrum(rng, 300, 60, s)
+    P = np.asarray(sketch_preconditioner(jnp.asarray(A), jax.random.key(9), rcond=1e-10).matrix)
+    assert P.shape == (60, rank)
+    null_space = np.linalg.svd(A)[2][rank:].T
+    if rank < 60:
+        assert np.linalg.norm(P.T @ null_space) <= 1e-8 * np.linalg.norm(P)
+    singular_values = np.linalg.svd(A @ P, compute_uv=False)
+    assert singular_values[0] / singular_values[-1] < 3
