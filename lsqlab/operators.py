@@ -65,7 +65,7 @@ def matmul(matrix: jax.Array, v: jax.Array) -> jax.Array:
 def streamed_mv_rmv(matrix: jax.Array, v: jax.Array, alpha: jax.Array, u: jax.Array,
                     block_rows: int) -> tuple[jax.Array, jax.Array]:
     """t = A v - alpha u and A^T t = sum_i A_i^T t_i over row blocks A_i, each block read from memory
-    once for both products (twice as little traffic as A v then A^T t for a matrix beyond cache)."""
+    once for both products: half the memory traffic of A v then A^T t for a matrix beyond cache."""
     m = matrix.shape[0]
     block_rows = min(block_rows, m)
     blocks = m // block_rows

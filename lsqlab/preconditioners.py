@@ -166,8 +166,9 @@ def sketch_preconditioner(
     Otherwise P = R^{-1} (full column rank only). Either P is formed once, so that each application
     is a matrix-vector product rather than a triangular solve.
     ``factor_dtype=jnp.float32`` sketches and factorises a float64 matrix in float32 (about twice as
-    fast; R^{-1} or the SVD of R are still taken in A's precision): P only has to be approximate, since the solve on [A P; damp P] stays in A's precision, and
-    a float32 P still gives cond(A P) = O(1) while cond(A) * eps32 << 1 (cond(A) up to about 1e6).
+    fast; R^{-1} and the rank-revealing step stay in A's precision): P only has to be approximate,
+    since the solve on [A P; damp P] stays in A's precision, and a float32 R still gives
+    cond(A P) = O(1) while cond(A) * eps32 << 1 (cond(A) up to about 1e6).
     ``factorisation="cholesky"`` takes R from the Cholesky factor of the sketch's Gram matrix formed
     in A's precision: s n^2 flops of matrix products instead of LAPACK's 2 s n^2 for QR, valid while
     cond(A)^2 eps << 1. Where that fails (a non-finite R, or a diagonal of R spread beyond
