@@ -196,6 +196,8 @@ def sketch_preconditioner(
     diagonal = jnp.abs(jnp.diag(r_pivoted))
     cutoff = (n * jnp.finfo(dtype).eps if rcond is None else rcond) * diagonal[0]
     k = int(jnp.sum(diagonal > cutoff))
+    if k == 0:
+        raise ValueError("the sketch of A has numerical rank 0 (A is zero): there is nothing to precondition")
     return MatrixPreconditioner(_row_space_inverse(r_pivoted, permutation, k))
 
 

@@ -115,6 +115,8 @@ def test_preconditioner_misuse_is_refused(rng):
         lstsq(A, b, preconditioner=P, x0=jnp.zeros(8))
     with pytest.raises(ValueError, match="columns"):
         lstsq(A[:, :5], b, preconditioner=P)
+    with pytest.raises(ValueError, match="rank 0"):
+        sketch_preconditioner(jnp.zeros((20, 8)), jax.random.key(0))
 
 
 def test_float32_factorisation_still_gives_float64_answers(spread):
