@@ -36,6 +36,7 @@ from lsqlab.applications import tables  # noqa: E402
 from lsqlab.smoke import SMOKE  # noqa: E402
 
 SEEDS = (0, 1, 2)
+BY = ("dataset", "method")
 METRICS = ("rmse", "nlpd", "fit_s", "compile_s")
 
 
@@ -59,8 +60,8 @@ def main() -> None:
     budget = gp.SMOKE if args.smoke or SMOKE else gp.FULL
     started = time.perf_counter()
     runs = run(budget)
-    tables.write(runs, "gp", by=("dataset", "method"), metrics=METRICS, directory=args.out)
-    print((args.out / "gp.md").read_text())
+    summary = tables.write(runs, "gp", by=BY, metrics=METRICS, directory=args.out)
+    print(tables.markdown(summary, METRICS, BY))
     print(f"total {time.perf_counter() - started:.0f} s; budget {budget}")
 
 

@@ -24,7 +24,6 @@ from lsqlab.applications import sparsity, tables
 from lsqlab.smoke import SMOKE
 
 
-
 def configuration(smoke: bool) -> tuple[tuple[float, ...], tuple[int, ...], sparsity.Budget, dict]:
     """Levels, seeds, budget and candidate strengths (smoke: one level, one seed, one candidate each)."""
     if smoke:

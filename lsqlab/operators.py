@@ -9,6 +9,7 @@ or ``TypeError`` naming the problem.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -53,8 +54,14 @@ def golub_kahan_products(op: LinearMap, v: jax.Array, alpha: jax.Array, u: jax.A
     over A when the map provides ``mv_rmv``."""
     if op.mv_rmv is not None and not op.transposed:
         return op.mv_rmv(v, alpha, u)
-    t = op.mv(v) - alpha * u
-    return t, op.rmv(t)
+    return _two_products(op.mv, op.rmv, v, alpha, u)
+
+
+def _two_products(mv: Callable, rmv: Callable, v: jax.Array, alpha: jax.Array,
+                  u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """t = A v - alpha u, then A^T t: two passes over A."""
+    t = mv(v) - alpha * u
+    return t, rmv(t)
 
 
 def matmul(matrix: jax.Array, v: jax.Array) -> jax.Array:
@@ -89,13 +96,10 @@ def _matrix_mv_rmv(matrix: jax.Array) -> MvRmv | None:
         return None
     block_rows = max(1, BLOCK_BYTES // (matrix.shape[1] * matrix.dtype.itemsize))
 
-    def plain(v: jax.Array, alpha: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
-        t = matrix @ v - alpha * u
-        return t, t @ matrix
-
     def mv_rmv(v: jax.Array, alpha: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
         return lax.platform_dependent(
-            v, alpha, u, cpu=lambda *a: streamed_mv_rmv(matrix, *a, block_rows), default=plain)
+            v, alpha, u, cpu=lambda *a: streamed_mv_rmv(matrix, *a, block_rows),
+            default=partial(_two_products, lambda w: matrix @ w, lambda t: t @ matrix))
 
     return mv_rmv
 

@@ -331,8 +331,8 @@ def run(method: str, seed: int, config: Config) -> tuple[dict, Trained]:
 
 
 def num_params(config: Config) -> int:
-    """p of the MLP with layer widths ``config.sizes``."""
-    return sum(n_in * n_out + n_out for n_in, n_out in zip(config.sizes[:-1], config.sizes[1:]))
+    """p of the MLP with layer widths ``config.sizes`` (from the shapes alone: nothing is initialised)."""
+    return mlp.count(jax.eval_shape(partial(mlp.init, sizes=config.sizes), jax.random.key(0)))
 
 
 def _unconstrained_loss(model_fn: ModelFn) -> Callable:

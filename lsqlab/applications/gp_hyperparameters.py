@@ -322,9 +322,14 @@ def predictive(phi: jax.Array, y: jax.Array, phi_star: jax.Array, noise: jax.Arr
     return phi_star @ weights, noise**2 * (1.0 + posterior_quadratic(phi, phi_star, noise)), info
 
 
+def negative_log_density(y: jax.Array, mean: jax.Array, variance: jax.Array) -> jax.Array:
+    """-log N(y; m, v) = log(2 pi v) / 2 + (y - m)^2 / (2 v), pointwise."""
+    return 0.5 * jnp.log(2 * jnp.pi * variance) + 0.5 * (y - mean) ** 2 / variance
+
+
 def nlpd(y: jax.Array, mean: jax.Array, variance: jax.Array) -> jax.Array:
-    """Mean negative log predictive density of Gaussians: mean of log(2 pi v) / 2 + (y - m)^2 / (2 v)."""
-    return jnp.mean(0.5 * jnp.log(2 * jnp.pi * variance) + 0.5 * (y - mean) ** 2 / variance)
+    """Mean negative log predictive density of Gaussians."""
+    return jnp.mean(negative_log_density(y, mean, variance))
 
 
 def rmse(y: jax.Array, mean: jax.Array) -> jax.Array:
@@ -376,8 +381,7 @@ def heldout_loss(hyper: Hyper, draws: dict[str, jax.Array], x: jax.Array, y: jax
         if loss == "mse":
             pointwise = (y - mean) ** 2
         else:
-            variance = noise**2 * (1.0 + masked_quadratic(gram, train, noise))
-            pointwise = 0.5 * jnp.log(2 * jnp.pi * variance) + 0.5 * (y - mean) ** 2 / variance
+            pointwise = negative_log_density(y, mean, noise**2 * (1.0 + masked_quadratic(gram, train, noise)))
         return jnp.sum(pointwise * val) / jnp.sum(val), info
 
     losses, info = jax.lax.map(lambda masks: one_fold(*masks), (train_masks, val_masks))
