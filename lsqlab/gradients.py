@@ -9,19 +9,33 @@ derivatives (Hessian-vector products) all come from the one rule.
 
 With r = b - A x*, N = A^T A + damp^2 I, G = A A^T + damp^2 I and a dot marking a tangent:
 
-Normal form (tall or square A, or ``assume_full_rank=False``; exact where N is invertible):
+Normal form (tall or square A, or ``assume_full_rank=False``):
     x' = N^{-1} [ A^T (b' - A' x*) + A'^T r - 2 damp damp' x* ]
-    Reverse mode: s = N^{-1} g costs two solves (p = LstSq(A^T, g), s = LstSq(A, p)) for damp = 0
-    and one for damp > 0 (s = (g - A^T p) / damp^2); then db = A s = p, dA = r s^T - A s x*^T,
-    ddamp = -2 damp <s, x*>.
+    Reverse mode: s = N^{-1} g, then db = A s = p, dA = r s^T - A s x*^T, ddamp = -2 damp <s, x*>.
 
-Gram form (wide A with ``assume_full_rank=True``; exact where G is invertible): x* = A^T y,
-    y = G^{-1} b (y = r / damp^2 for damp > 0, y = LstSq(A^T, x*) for damp = 0),
-    y' = G^{-1} [ b' - A' x* - A A'^T y - 2 damp damp' y ],   x' = A'^T y + A^T y'.
+N^{-1} v is never taken from the damped shortcut s = (v - A^T p) / damp^2 (p = LstSq(A^T, v, damp))
+alone: v - A^T p = damp^2 s cancels catastrophically, so a backward solve with relative error tol
+gives s with relative error about tol (||A|| / damp)^2 (1e5 at damp = 1e-5). Two branches, chosen
+at run time by the value of damp against a Frobenius-norm estimate of A:
+    damp >= ||A||:  s = (v - A^T p) / damp^2           one solve; exact at any rank, error <= 2 tol
+    otherwise:      s = LstSq(A, p, 0) = A^+ G^{-1} A v  two solves; = N^{-1} v for full column rank
+                                                         (push-through), no cancellation at any damp.
+With ``assume_full_rank=False`` only the second branch is used; it gives N^{-1} P v, P the projector
+onto the row space, and the null-space part is added separately (below).
 
-Any rank, damp = 0 (``assume_full_rank=False``): the derivative of the pseudo-inverse at constant
-rank (Golub & Pereyra 1973), N^{-1} read as the pseudo-inverse N^+ = A^+ A^{+T}:
-    x' = N^+ [ A^T (b' - A' x*) + A'^T r ] + (I - A^+ A) A'^T t,   t = LstSq(A^T, x*).
+Gram form (wide A with ``assume_full_rank=True``; full row rank): x* = A^T y,
+    y = G^{-1} b = LstSq(A^T, x*, 0) (r / damp^2 in the shortcut branch),
+    y' = G^{-1} [ b' - A' x* - A A'^T y - 2 damp damp' y ],   x' = A'^T y + A^T y',
+with G^{-1} from the same two branches applied to A^T.
+
+Any rank (``assume_full_rank=False``), with t = LstSq(A^T, x*, 0):
+    x' = N^{-1} P [ A^T (b' - A' x*) + A'^T r - 2 damp damp' x* ] + (I - A^+ A) A'^T c,
+    c = r / damp^2 (damp > 0: the null-space part of N^{-1} A'^T r, as N = damp^2 I there),
+    c = t          (damp = 0: the derivative of the pseudo-inverse at constant rank, Golub & Pereyra
+                    1973).
+The row-space terms (db, ddamp) never divide by damp^2, so they stay exact as damp -> 0; the
+null-space term is genuinely O(1 / damp^2) when A is rank-deficient. On a full-rank A with a tiny
+damp this mode amplifies the backward tolerance by (||A|| / damp)^2: keep the default there.
 
 Higher derivatives differentiate the ``custom_linear_solve`` of N (or G), which is exact where that
 operator is invertible; in the rank-deficient undamped case only first derivatives are exact.
@@ -38,25 +52,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lsqlab.operators import Apply, LinearMap, linear_map
+from lsqlab.operators import Apply, LinearMap, frobenius_norm, linear_map
 
 Solver = Callable[..., tuple[jax.Array, Any]]  # (op, b, damp, x0, options) -> (x, info)
 
 
 @dataclass(frozen=True)
 class RuleConfig:
-    """Static data of one differentiable solve.
-
-    ``damp_kind`` is "zero" or "positive" when damp is a known Python number (one branch is
-    compiled), "traced" otherwise (the branch is chosen at run time).
-    """
+    """Static data of one differentiable solve (damp is data: every branch on it is taken at run time)."""
 
     solver: Solver
     forward: Hashable
     backward: Hashable
     shape: tuple[int, int]
     assume_full_rank: bool
-    damp_kind: str
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1))
@@ -83,46 +92,41 @@ def _solve_lstsq_jvp(apply: Apply, config: RuleConfig, primals: tuple, tangents:
     def da_rmv(u: jax.Array) -> jax.Array:  # A'^T u
         return jax.jvp(lambda p: linear_map(apply, p, config.shape, b.dtype).rmv(u), (params,), (dparams,))[1]
 
-    rules = _Rules(op, damp, config)
+    rules = _Rules(op, damp, config, frobenius_norm(op, b.dtype))
     m, n = config.shape
+    r = b - op.mv(x)
     if m < n and config.assume_full_rank:
-        y = rules.gram_multiplier(x, b - op.mv(x))
+        y = rules.gram_multiplier(x, r)
         w = db - da_mv(x) - op.mv(da_rmv(y)) - 2 * damp * ddamp * y
         dx = da_rmv(y) + op.rmv(rules.solve_normal(op.T, w))
     else:
-        r = b - op.mv(x)
         v = op.rmv(db - da_mv(x)) + da_rmv(r) - 2 * damp * ddamp * x
         dx = rules.solve_normal(op, v)
-        if not config.assume_full_rank and config.damp_kind != "positive":
-            dx = dx + rules.project_out_of_row_space(da_rmv(rules.rank_correction_vector(x)))
+        if not config.assume_full_rank:
+            dx = dx + rules.project_out_of_row_space(da_rmv(rules.null_space_vector(x, r)))
     return (x, info), (dx, _zero_tangents(info))
 
 
 class _Rules:
     """The solves the JVP rule needs, all with the backward options."""
 
-    def __init__(self, op: LinearMap, damp: jax.Array, config: RuleConfig):
+    def __init__(self, op: LinearMap, damp: jax.Array, config: RuleConfig, norm_a: jax.Array):
         self.op, self.damp, self.config = op, damp, config
+        # The shortcut's error is tol (||A||^2 + damp^2) / damp^2 <= 2 tol here; exact at any rank.
+        self.shortcut = config.assume_full_rank & (damp > 0) & (damp >= norm_a)
 
     def _lstsq(self, op: LinearMap, rhs: jax.Array, damp: jax.Array | float) -> jax.Array:
         return self.config.solver(op, rhs, damp, None, self.config.backward)[0]
-
-    def _by_damp(self, damped: Callable[[], jax.Array], undamped: Callable[[], jax.Array]) -> jax.Array:
-        kind = self.config.damp_kind
-        if kind == "positive":
-            return damped()
-        if kind == "zero":
-            return undamped()
-        return lax.cond(self.damp > 0, damped, undamped)
 
     def _safe_damp2(self) -> jax.Array:
         return jnp.where(self.damp > 0, self.damp**2, 1)
 
     def normal_inverse(self, op: LinearMap, v: jax.Array) -> jax.Array:
-        """(A^T A + damp^2 I)^+ v from p = LstSq(A^T, v, damp): (v - A^T p)/damp^2, or LstSq(A, p)."""
+        """(A^T A + damp^2 I)^{-1} v from p = LstSq(A^T, v, damp): (v - A^T p) / damp^2 where damp >= ||A||,
+        else A^+ p (exact for full column rank; the row-space part N^{-1} P v at any rank)."""
         p = self._lstsq(op.T, v, self.damp)
-        return self._by_damp(lambda: (v - op.rmv(p)) / self._safe_damp2(),
-                             lambda: self._lstsq(op, p, 0.0))
+        return lax.cond(self.shortcut, lambda: (v - op.rmv(p)) / self._safe_damp2(),
+                        lambda: self._lstsq(op, p, 0.0))
 
     def solve_normal(self, op: LinearMap, v: jax.Array) -> jax.Array:
         """N^+ v as a symmetric ``custom_linear_solve``: transposable, and differentiable in A and damp."""
@@ -133,14 +137,16 @@ class _Rules:
         )
 
     def gram_multiplier(self, x: jax.Array, r: jax.Array) -> jax.Array:
-        """y = (A A^T + damp^2 I)^{-1} b with x* = A^T y: r / damp^2, or LstSq(A^T, x*) for damp = 0."""
-        return self._by_damp(lambda: r / self._safe_damp2(),
-                             lambda: self._lstsq(self.op.T, x, 0.0))
+        """y = (A A^T + damp^2 I)^{-1} b with x* = A^T y: r / damp^2 where damp >= ||A||, else
+        LstSq(A^T, x*, 0) (full row rank; no cancellation as damp -> 0)."""
+        return lax.cond(self.shortcut, lambda: r / self._safe_damp2(),
+                        lambda: self._lstsq(self.op.T, x, 0.0))
 
-    def rank_correction_vector(self, x: jax.Array) -> jax.Array:
-        """t = LstSq(A^T, x*) = A^{+T} x* for damp = 0 (zero when damp > 0, where no correction is due)."""
-        return self._by_damp(lambda: jnp.zeros(self.op.shape[0], x.dtype),
-                             lambda: self._lstsq(self.op.T, x, 0.0))
+    def null_space_vector(self, x: jax.Array, r: jax.Array) -> jax.Array:
+        """c with (I - A^+ A) A'^T c the null-space part of x': r / damp^2 for damp > 0,
+        t = LstSq(A^T, x*, 0) = A^{+T} x* for damp = 0."""
+        return lax.cond(self.damp > 0, lambda: r / self._safe_damp2(),
+                        lambda: self._lstsq(self.op.T, x, 0.0))
 
     def project_out_of_row_space(self, w: jax.Array) -> jax.Array:
         """(I - A^+ A) w = w - LstSq(A, A w): the symmetric projector onto null(A), transposable."""

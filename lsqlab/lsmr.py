@@ -17,8 +17,10 @@ This module is not differentiable by itself: :mod:`lsqlab.gradients` supplies th
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,21 +38,88 @@ STOP_REASONS: tuple[str, ...] = (
     "cond(A) too large for machine precision",  # 6
     "iteration limit reached before convergence",  # 7
     "non-finite value (NaN/Inf) in b or in the operator's output",  # 8
+    "stop test met by the recurrences but not by the true residual: x is not trusted",  # 9
+    "A is not linear: A(0) != 0 (an offset A v + c)",  # 10
 )
 CONVERGED_CODES: tuple[int, ...] = (0, 1, 2, 4, 5)
+NOT_TRUSTED, NOT_LINEAR = 9, 10
 
 
 @dataclass(frozen=True)
 class LSMROptions:
-    """Tolerances of one LSMR solve (SciPy's meaning and defaults); ``maxiter=None`` is min(m, n)."""
+    """Tolerances of one LSMR solve (SciPy's meaning and defaults); ``maxiter=None`` is min(m, n).
+
+    atol, btol: finite, >= 0. conlim: >= 0; 0 or inf means no limit (as in SciPy). maxiter: None or
+    an integer in [0, 2**31 - 2] (iteration counts are int32). NumPy scalars become Python numbers.
+    A traced atol/btol is accepted for the solvers and traces called directly (they use it as an
+    array) but refused where the options are static, hashed configuration (``lstsq``).
+    """
 
     atol: float = 1e-6
     btol: float = 1e-6
     conlim: float = 1e8
     maxiter: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "atol", _tolerance("atol", self.atol))
+        object.__setattr__(self, "btol", _tolerance("btol", self.btol))
+        object.__setattr__(self, "conlim", _condition_limit(self.conlim))
+        object.__setattr__(self, "maxiter", _iteration_cap(self.maxiter))
+
+    def __hash__(self) -> int:
+        self.check_static()
+        return hash((self.atol, self.btol, self.conlim, self.maxiter))
+
+    def check_static(self) -> None:
+        """Raise TypeError if atol or btol is traced (a compiled solve is keyed on the options)."""
+        for name in ("atol", "btol"):
+            if isinstance(getattr(self, name), jax.core.Tracer):
+                raise TypeError(f"{name} is traced: {_STATIC_TOLERANCES}")
+
     def iteration_limit(self, m: int, n: int) -> int:
-        return min(m, n) if self.maxiter is None else int(self.maxiter)
+        return min(m, n) if self.maxiter is None else self.maxiter
+
+
+_STATIC_TOLERANCES = "tolerances are static Python floats and cannot be traced (pass a float, not a jit/vmap argument)"
+MAX_ITERATIONS = 2**31 - 2  # the largest maxiter: iteration counts are int32
+
+
+def _real(name: str, value: Any) -> float:
+    """A Python or NumPy real number (not bool, not an array, not traced) as a Python float."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} is traced: {_STATIC_TOLERANCES}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a Python float, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _tolerance(name: str, value: Any) -> Any:
+    """atol/btol: a finite float >= 0 (a tracer passes through, see ``LSMROptions.check_static``)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    value = _real(name, value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return value
+
+
+def _condition_limit(value: Any) -> float:
+    value = _real("conlim", value)
+    if not value >= 0:
+        raise ValueError(f"conlim must be >= 0 (0 or inf: no limit), got {value}")
+    return value
+
+
+def _iteration_cap(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError("maxiter is traced: the iteration limit is a static Python int and cannot be traced")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"maxiter must be None or an integer, got {type(value).__name__} {value!r}")
+    if not 0 <= value <= MAX_ITERATIONS:
+        raise ValueError(f"maxiter must be None or an integer in [0, {MAX_ITERATIONS}] (int32 counts), got {value}")
+    return int(value)
 
 
 class LstSqInfo(NamedTuple):
@@ -299,3 +368,31 @@ def _stop_code(itn, maxiter, normr, normar, norma, conda, normx, normb, atol, bt
     ):
         code = jnp.where(condition, value, code)
     return code
+
+
+def verify_stop(op: LinearMap, b: jax.Array, damp: jax.Array, x: jax.Array, info: LstSqInfo, options: LSMROptions,
+                norm_a: jax.Array, slack: float = 10.0) -> LstSqInfo:
+    """Check a converged stop code against the true residual of min ||A x - b||^2 + damp^2 ||x||^2.
+
+    Two products: r = b - A x and A^T r - damp^2 x, with rho = ||(r, damp x)||, computed to within
+    e = eps (||A|| ||x|| + ||b||) (||A||: Frobenius). A code in (1, 2, 4, 5) stands if
+      rho <= slack (btol ||b|| + atol ||A|| ||x||)                      (test 1 on the true residual), or
+      rho <= 2 normr + slack e  and  ||A^T r - damp^2 x|| <= slack ||A|| (atol rho + e)
+                                   (the recurrences' residual was right, and test 2 holds to rounding),
+    tolerances at least 10 eps; else it becomes 9 (:data:`NOT_TRUSTED`). normr, normar and normx
+    are replaced by the true values.
+    """
+    eps = float(jnp.finfo(b.dtype).eps)
+    atol, btol = max(options.atol, 10 * eps), max(options.btol, 10 * eps)
+    r = b - op.mv(x)
+    normx, normb = jnp.linalg.norm(x), jnp.linalg.norm(b)
+    normr = jnp.sqrt(jnp.linalg.norm(r) ** 2 + (damp * normx) ** 2)
+    normar = jnp.linalg.norm(op.rmv(r) - damp**2 * x)
+    rounding = eps * (norm_a * normx + normb)
+    residual_small = normr <= slack * (btol * normb + atol * norm_a * normx)
+    estimate_right = normr <= 2 * info.normr + slack * rounding
+    gradient_small = normar <= slack * norm_a * (atol * normr + rounding)
+    trusted = residual_small | (estimate_right & gradient_small)
+    claimed = jnp.isin(info.istop, jnp.asarray((1, 2, 4, 5)))
+    istop = jnp.where(claimed & ~trusted, NOT_TRUSTED, info.istop).astype(info.istop.dtype)
+    return info._replace(istop=istop, normr=normr, normar=normar, normx=normx)

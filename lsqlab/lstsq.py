@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
 from lsqlab.lsmr import LSMROptions, LstSqInfo, lsmr
 from lsqlab.operators import as_operator, is_concrete
-from lsqlab.preconditioners import Preconditioned, Preconditioner
+from lsqlab.preconditioners import Preconditioned, Preconditioner, check_preconditioner_finite
 
 # Compiled once per (operator kind, options, shape): eager calls with a matrix reuse the executable.
 _solve_lstsq_jit = jax.jit(solve_lstsq, static_argnums=(0, 1))
@@ -60,16 +60,16 @@ def lstsq(
       ``reason``, ||r||, ||A^T r||, estimates of ||A|| and cond(A), ||x||). Non-convergence is
       reported in ``info.istop`` (7: iteration limit; 8: NaN/Inf met), never raised under ``jit``.
     """
-    damp_kind = _check_damp(damp)
+    _check_damp(damp)
     problem = as_operator(A, b, x0, domain)
     if preconditioner is not None:
         solver = Preconditioned(solver)
-        _check_preconditioner(preconditioner, problem.shape, damp_kind, x0)
+        _check_preconditioner(preconditioner, problem.shape, damp, x0)
         preconditioner = jax.lax.stop_gradient(preconditioner)
     forward = LSMROptions(atol, btol, conlim, maxiter)
     config = RuleConfig(
         solver=solver, forward=forward, backward=forward if backward is None else backward,
-        shape=problem.shape, assume_full_rank=assume_full_rank, damp_kind=damp_kind,
+        shape=problem.shape, assume_full_rank=assume_full_rank,
     )
     x0_flat = None if problem.x0 is None else jax.lax.stop_gradient(problem.x0)
     damp_array = jnp.asarray(damp, problem.b.dtype)
@@ -78,29 +78,26 @@ def lstsq(
     return problem.unravel_x(x), info
 
 
-def _check_preconditioner(preconditioner: Preconditioner, shape: tuple[int, int], damp_kind: str, x0: Any) -> None:
+def _check_preconditioner(preconditioner: Preconditioner, shape: tuple[int, int], damp: Any, x0: Any) -> None:
     m, n = shape
     rows = jnp.shape(preconditioner.apply(jnp.zeros(preconditioner.size)))[0]
     if rows != n:
         raise ValueError(f"the preconditioner maps to R^{rows} but A has {n} columns")
     if x0 is not None:
         raise ValueError("x0 cannot be combined with a preconditioner (the solver works in P's coordinates)")
-    if m < n and damp_kind == "zero":
+    check_preconditioner_finite(preconditioner)
+    if m < n and is_concrete(damp) and float(damp) == 0:
         raise ValueError(
             "a right preconditioner changes the minimum-norm solution of a wide undamped problem; "
             "use damp > 0 or no preconditioner"
         )
 
 
-def _check_damp(damp: float | jax.Array) -> str:
-    """Reject negative or non-finite concrete damping; classify it for the derivative rules."""
+def _check_damp(damp: float | jax.Array) -> None:
+    """Reject a non-scalar damp, and a negative or non-finite one when its value is known."""
     if jnp.ndim(damp) != 0:
         raise ValueError(f"damp must be a scalar, got shape {jnp.shape(damp)}")
-    if not is_concrete(damp):
-        return "traced"
-    value = float(damp)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"damp must be finite and >= 0, got {value}")
-    if isinstance(damp, (int, float)):
-        return "zero" if value == 0 else "positive"
-    return "traced"
+    if is_concrete(damp):
+        value = float(damp)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"damp must be finite and >= 0, got {value}")

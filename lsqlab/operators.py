@@ -34,7 +34,8 @@ class LinearMap(NamedTuple):
     ``preconditioner`` (acting on the domain R^n of the untransposed map) travels with the map and
     its transpose; ``transposed`` tells a preconditioned solver which side it is on. ``mv_rmv``, when
     set, computes both products of a Golub–Kahan step of the *untransposed* map at once (see
-    :func:`golub_kahan_products`).
+    :func:`golub_kahan_products`). ``matrix`` is the dense matrix of the untransposed map when it
+    was given as one (None for a function).
     """
 
     mv: Callable[[jax.Array], jax.Array]
@@ -43,6 +44,7 @@ class LinearMap(NamedTuple):
     transposed: bool = False
     preconditioner: Any = None
     mv_rmv: MvRmv | None = None
+    matrix: jax.Array | None = None
 
     @property
     def T(self) -> "LinearMap":
@@ -112,8 +114,19 @@ def linear_map(apply: Apply, params: Any, shape: tuple[int, int], dtype: Any, pr
         return apply(params, v)
 
     transpose = jax.linear_transpose(mv, jax.ShapeDtypeStruct((shape[1],), dtype))
-    mv_rmv = _matrix_mv_rmv(params) if apply is matmul else None
-    return LinearMap(mv, lambda u: transpose(u)[0], shape, False, preconditioner, mv_rmv)
+    if apply is matmul:
+        return LinearMap(mv, lambda u: transpose(u)[0], shape, False, preconditioner, _matrix_mv_rmv(params), params)
+    return LinearMap(mv, lambda u: transpose(u)[0], shape, False, preconditioner)
+
+
+def frobenius_norm(op: LinearMap, dtype: Any, probes: int = 8) -> jax.Array:
+    """||A||_F: exact for a matrix; for a function the Hutchinson estimate sqrt(mean_i ||A z_i||^2)
+    over ``probes`` fixed Rademacher vectors z_i (E ||A z||^2 = ||A||_F^2)."""
+    if op.matrix is not None:
+        return jnp.linalg.norm(op.matrix)
+    a = op.T if op.transposed else op
+    z = jax.random.rademacher(jax.random.key(0), (probes, a.shape[1]), dtype)
+    return jnp.sqrt(jnp.mean(jnp.sum(jax.vmap(a.mv)(z) ** 2, axis=1)))
 
 
 def _is_float_dtype(dtype: Any) -> bool:
@@ -121,10 +134,14 @@ def _is_float_dtype(dtype: Any) -> bool:
 
 
 def check_float(name: str, dtype: Any) -> None:
+    """Raise TypeError unless ``dtype`` is float32 or float64 (complex, integer, 16-bit refused)."""
     if jnp.issubdtype(dtype, jnp.complexfloating):
         raise TypeError(f"{name} is complex ({dtype}); lsqlab solves real least-squares problems")
     if not _is_float_dtype(dtype):
         raise TypeError(f"{name} has dtype {dtype}; a floating dtype (float32 or float64) is needed")
+    if jnp.finfo(dtype).bits < 32:
+        raise TypeError(f"{name} has dtype {dtype}; lsqlab supports float32 and float64 only: "
+                        f"cast it with {name}.astype(jnp.float32)")
 
 
 def is_concrete(*trees: Any) -> bool:

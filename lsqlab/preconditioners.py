@@ -15,16 +15,21 @@ goes through the same wrapper, so preconditioned gradients need nothing else.
 
 from __future__ import annotations
 
+import math
+import numbers
 from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.scipy.linalg import solve_triangular
 
-from lsqlab.lsmr import LstSqInfo
-from lsqlab.operators import LinearMap, as_operator, golub_kahan_products, linear_map
+from lsqlab.lsmr import LstSqInfo, verify_stop
+from lsqlab.operators import (
+    LinearMap, as_operator, check_finite, frobenius_norm, golub_kahan_products, is_concrete, linear_map, matmul,
+)
 
 
 class ColumnScaling(NamedTuple):
@@ -64,7 +69,17 @@ Preconditioner = ColumnScaling | MatrixPreconditioner
 
 class Preconditioned:
     """A solver ``(op, b, damp, x0, options)`` that runs ``solver`` on the right-preconditioned
-    stacked problem of ``op.preconditioner`` (see the module docstring)."""
+    stacked problem of ``op.preconditioner`` (see the module docstring).
+
+    Products A (P y) of a dense A carry rounding errors of about eps ||A|| ||P|| ||y||, different
+    at every application, which is eps cond(A) relative to ||A P y||: LSMR then stalls at that level
+    (and its recurrences can report convergence below it). Where that floor is above the requested
+    tolerance, A P is formed once per solve (2 m n k flops) and LSMR runs on a fixed, consistent
+    matrix, as accurate as LSMR on a user-formed A P. The user's solve ends with the stop test
+    checked on the true residual of the original problem (:func:`lsqlab.lsmr.verify_stop`).
+    A wide undamped problem is solved without P (a right preconditioner would change its
+    minimum-norm answer), decided by damp's value at run time.
+    """
 
     def __init__(self, solver: Any):
         self.solver = solver
@@ -81,25 +96,62 @@ class Preconditioned:
         m, n = a.shape
         damp = jnp.asarray(damp, b.dtype)
 
-        def b_mv(y: jax.Array) -> jax.Array:  # B y = [A P y; damp P y]
-            z = P.apply(y)
-            return jnp.concatenate([a.mv(z), damp * z])
+        def solve(formed: bool) -> tuple[jax.Array, LstSqInfo]:
+            stacked = _stacked(a, P, damp, formed)
+            if op.transposed:
+                w, info = self.solver(stacked.T, P.apply_t(b), 0.0, None, options)
+                return w[:m], info
+            y, info = self.solver(stacked, jnp.concatenate([b, jnp.zeros(n, b.dtype)]), 0.0, None, options)
+            return P.apply(y), info
 
-        def b_rmv(u: jax.Array) -> jax.Array:  # B^T u = P^T (A^T u_1 + damp u_2)
-            return P.apply_t(a.rmv(u[:m]) + damp * u[m:])
+        def preconditioned() -> tuple[jax.Array, LstSqInfo]:
+            if a.matrix is not None and isinstance(P, MatrixPreconditioner):
+                floor = _product_rounding(a.matrix, P.matrix)
+                x, info = lax.cond(floor > 0.1 * min(options.atol, options.btol),
+                                   lambda: solve(True), lambda: solve(False))
+            else:
+                x, info = solve(False)
+            if op.transposed:  # a solve inside the derivative rules: its info is not reported
+                return x, info
+            return x, verify_stop(a, b, damp, x, info, options, frobenius_norm(a, b.dtype))
 
-        def b_mv_rmv(y: jax.Array, alpha: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
-            z = P.apply(y)  # t = B y - alpha u, then B^T t, with A's products in one pass if it has one
-            t_1, at_t_1 = golub_kahan_products(a, z, alpha, u[:m])
-            t_2 = damp * z - alpha * u[m:]
-            return jnp.concatenate([t_1, t_2]), P.apply_t(at_t_1 + damp * t_2)
+        if op.transposed or m >= n:
+            return preconditioned()
+        unpreconditioned = op._replace(preconditioner=None)
+        return lax.cond(damp > 0, preconditioned, lambda: self.solver(unpreconditioned, b, damp, x0, options))
 
-        stacked = LinearMap(b_mv, b_rmv, (m + n, P.size), mv_rmv=b_mv_rmv)
-        if op.transposed:
-            w, info = self.solver(stacked.T, P.apply_t(b), 0.0, None, options)
-            return w[:m], info
-        y, info = self.solver(stacked, jnp.concatenate([b, jnp.zeros(n, b.dtype)]), 0.0, None, options)
-        return P.apply(y), info
+
+def _product_rounding(A: jax.Array, P: jax.Array) -> jax.Array:
+    """eps ||A||_F ||P||_F / k: the relative rounding error of a product A (P y), about eps cond(A)
+    when A P is well conditioned (||A||_F ||P||_F / k is then a lower estimate of cond(A))."""
+    return jnp.finfo(A.dtype).eps * jnp.linalg.norm(A) * jnp.linalg.norm(P) / P.shape[1]
+
+
+def _stacked(a: LinearMap, P: Preconditioner, damp: jax.Array, formed: bool) -> LinearMap:
+    """B = [A P; damp P] on R^k, its transpose, and both Golub–Kahan products in one pass over A.
+    ``formed``: the block A P is one matrix formed here; otherwise A is applied to z = P y."""
+    m, n = a.shape
+    top = linear_map(matmul, a.matrix @ P.matrix, (m, P.size), a.matrix.dtype) if formed else None
+
+    def b_mv(y: jax.Array) -> jax.Array:
+        z = P.apply(y)
+        return jnp.concatenate([top.mv(y) if formed else a.mv(z), damp * z])
+
+    def b_rmv(u: jax.Array) -> jax.Array:  # B^T u = (A P)^T u_1 + damp P^T u_2
+        if formed:
+            return top.rmv(u[:m]) + damp * P.apply_t(u[m:])
+        return P.apply_t(a.rmv(u[:m]) + damp * u[m:])
+
+    def b_mv_rmv(y: jax.Array, alpha: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+        z = P.apply(y)  # t = B y - alpha u, then B^T t
+        t_2 = damp * z - alpha * u[m:]
+        if formed:
+            t_1, top_t = golub_kahan_products(top, y, alpha, u[:m])
+            return jnp.concatenate([t_1, t_2]), top_t + damp * P.apply_t(t_2)
+        t_1, at_t_1 = golub_kahan_products(a, z, alpha, u[:m])
+        return jnp.concatenate([t_1, t_2]), P.apply_t(at_t_1 + damp * t_2)
+
+    return LinearMap(b_mv, b_rmv, (m + n, P.size), mv_rmv=b_mv_rmv)
 
 
 def _flat_map(A: Any, domain: Any) -> tuple[LinearMap, Any]:
@@ -133,6 +185,7 @@ def _sparse_sign_sketch(A: jax.Array, key: jax.Array, s: int, nonzeros: int) -> 
 def column_scaling(A: Any, *, damp: float = 0.0, domain: Any = None) -> ColumnScaling:
     """Jacobi: P = diag(1 / sqrt(||a_j||^2 + damp^2)) (1 for zero columns). A function operator
     costs n products to find its column norms."""
+    _check_damp(damp)
     op, dtype = _flat_map(A, domain)
     columns = A if not callable(A) else jax.vmap(op.mv, out_axes=1)(jnp.eye(op.shape[1], dtype=dtype))
     norms2 = jnp.sum(jnp.asarray(columns) ** 2, axis=0) + damp**2
@@ -154,10 +207,10 @@ def sketch_preconditioner(
 ) -> MatrixPreconditioner:
     """Sketch-and-precondition (Blendenpik/LSRN style) for tall problems.
 
-    The sketch S A has s = oversampling * n rows. For a function operator S is Gaussian and S A is
-    formed matrix-free as (A^T S^T)^T by s batched products with A^T. For a matrix S is a sparse
-    sign embedding (``sparse_nonzeros`` entries +-1/sqrt(nnz) per column), so S A costs nnz * m * n
-    instead of s * m * n. For damp > 0 the rows damp I are appended (the stacked operator).
+    The sketch S A has s = round(oversampling * n) > n rows. For a function operator S is Gaussian
+    and S A is formed matrix-free as (A^T S^T)^T by s batched products with A^T. For a matrix S is a
+    sparse sign embedding (``sparse_nonzeros`` <= s entries +-1/sqrt(nnz) per column), so S A costs
+    nnz * m * n instead of s * m * n. For damp > 0 the rows damp I are appended (the stacked operator).
     QR of the sketch gives R with A R^{-1} well conditioned (cond ~ (1 + sqrt(n/s)) / (1 - sqrt(n/s))).
     ``rank_revealing`` (default): a complete orthogonal decomposition of R (LAPACK gelsy's): pivoted
     QR R Pi = Q R_p, rank k = #{|(R_p)_jj| > ``rcond`` |(R_p)_11|} (default rcond n * eps), then
@@ -176,14 +229,18 @@ def sketch_preconditioner(
     """
     if factorisation not in ("qr", "cholesky"):
         raise ValueError(f"factorisation must be 'qr' or 'cholesky', got {factorisation!r}")
+    _check_damp(damp)
+    if rcond is not None and not 0 <= rcond < 1:
+        raise ValueError(f"rcond must be None or in [0, 1) (relative to the largest |R_jj|), got {rcond}")
     op, dtype = _flat_map(A, domain)
     m, n = op.shape
-    s = int(round(oversampling * n))
+    s = _sketch_rows(oversampling, n)
     work_dtype = factor_dtype or dtype
     if callable(A):
         sketch_t = jax.random.normal(key, (s, m), dtype) / jnp.sqrt(jnp.asarray(s, dtype))
         sketch = jax.vmap(op.rmv)(sketch_t).astype(work_dtype)  # rows: (S A)_i = (A^T S^T e_i)^T
     else:
+        _check_sparse_nonzeros(sparse_nonzeros, s)
         sketch = _sparse_sign_sketch(jnp.asarray(A).astype(work_dtype), key, s, sparse_nonzeros)
     if damp > 0:
         sketch = jnp.concatenate([sketch, damp * jnp.eye(n, dtype=work_dtype)])
@@ -199,6 +256,38 @@ def sketch_preconditioner(
     if k == 0:
         raise ValueError("the sketch of A has numerical rank 0 (A is zero): there is nothing to precondition")
     return MatrixPreconditioner(_row_space_inverse(r_pivoted, permutation, k))
+
+
+def check_preconditioner_finite(preconditioner: Preconditioner) -> None:
+    """Raise ValueError if the preconditioner's arrays are concrete and contain NaN or Inf."""
+    check_finite("the preconditioner", preconditioner)
+
+
+def _check_damp(damp: float | jax.Array) -> None:
+    """Refuse a concrete damp that is negative, NaN or infinite (a traced one is not inspected)."""
+    if is_concrete(damp) and not (math.isfinite(float(damp)) and float(damp) >= 0):
+        raise ValueError(f"damp must be finite and >= 0, got {float(damp)}")
+
+
+def _sketch_rows(oversampling: float, n: int) -> int:
+    """s = round(oversampling * n) sketch rows, which must exceed n (cond(A R^{-1}) is unbounded at s <= n)."""
+    if not math.isfinite(oversampling):
+        raise ValueError(f"oversampling must be finite, got {oversampling}")
+    s = int(round(oversampling * n))
+    if s <= n:
+        raise ValueError(
+            f"oversampling = {oversampling} gives a sketch of s = {s} rows for A's n = {n} columns: "
+            "the sketch needs more rows than columns (oversampling > 1, typically 2 to 4)"
+        )
+    return s
+
+
+def _check_sparse_nonzeros(nonzeros: int, s: int) -> None:
+    """The sparse sign embedding's nonzeros per column: an integer in [1, s]."""
+    if isinstance(nonzeros, bool) or not isinstance(nonzeros, numbers.Integral):
+        raise TypeError(f"sparse_nonzeros must be an integer, got {type(nonzeros).__name__} {nonzeros!r}")
+    if not 1 <= nonzeros <= s:
+        raise ValueError(f"sparse_nonzeros must lie in [1, s = {s}] (the sketch's rows), got {nonzeros}")
 
 
 @jax.jit

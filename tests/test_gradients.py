@@ -29,7 +29,9 @@ CASES = [
     ("ill-conditioned", 40, 15, None, 0.0, True, 1e4),
     ("damped tall", 40, 15, None, 0.3, True, 1e1),
     ("damped wide", 15, 40, None, 0.3, True, 1e1),
-    ("rank-deficient damped", 40, 15, 6, 0.3, True, 1e1),
+    ("rank-deficient damped", 40, 15, 6, 0.3, False, 1e1),
+    ("rank-deficient, damp above ||A||_F", 40, 15, 6, 3.0, True, 1e1),
+    ("rank-deficient wide damped", 15, 40, 6, 1e-3, False, 1e1),
     ("rank-deficient tall", 40, 15, 6, 0.0, False, 1e1),
     ("rank-deficient wide", 15, 40, 6, 0.0, False, 1e1),
     ("any-rank rule, full rank", 40, 15, None, 0.0, False, 1e1),
@@ -203,12 +205,15 @@ class CountingSolver:
 
 @pytest.mark.parametrize(
     "m,n,damp,full_rank,expected",
-    [(30, 10, 0.0, True, 1 + 2), (30, 10, 0.4, True, 1 + 1), (10, 30, 0.4, True, 1 + 1),
-     (10, 30, 0.0, True, 2 + 2), (30, 10, 0.0, False, 2 + 3)],
-    ids=["tall", "tall damped", "wide damped", "wide", "any rank"],
+    [(30, 10, 0.0, True, 1 + 2), (30, 10, 0.4, True, 1 + 2), (30, 10, 10.0, True, 1 + 1),
+     (10, 30, 0.4, True, 2 + 2), (10, 30, 10.0, True, 1 + 1), (10, 30, 0.0, True, 2 + 2),
+     (30, 10, 0.0, False, 2 + 3), (30, 10, 0.4, False, 1 + 3)],
+    ids=["tall", "tall damped", "tall damp above ||A||", "wide damped", "wide damp above ||A||", "wide",
+         "any rank", "any rank damped"],
 )
 def test_solve_count_of_value_and_gradient(rng, m, n, damp, full_rank, expected):
-    """Reverse mode costs two extra solves in the full-rank undamped tall case, one when damped."""
+    """Reverse mode costs two extra solves in the full-rank tall case (one when damp >= ||A||_F,
+    here about 4.8), plus one forward solve for the wide (Gram) form below that damping."""
     A = jnp.asarray(matrix_with_spectrum(rng, m, n, np.linspace(1, 2, min(m, n))))
     b = jnp.asarray(rng.standard_normal(m))
     solver = CountingSolver()
