@@ -104,6 +104,7 @@ def _tolerance(name: str, value: Any) -> Any:
 
 
 def _condition_limit(value: Any) -> float:
+    """conlim: a float >= 0 (0 and inf: no limit)."""
     value = _real("conlim", value)
     if not value >= 0:
         raise ValueError(f"conlim must be >= 0 (0 or inf: no limit), got {value}")
@@ -111,6 +112,7 @@ def _condition_limit(value: Any) -> float:
 
 
 def _iteration_cap(value: Any) -> int | None:
+    """maxiter: None or a Python int in [0, MAX_ITERATIONS]."""
     if value is None:
         return None
     if isinstance(value, jax.core.Tracer):
@@ -183,6 +185,13 @@ def givens(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]
     return jnp.where(nonzero, a / safe_r, 0), jnp.where(nonzero, b / safe_r, 0), r
 
 
+def scaled_norm(v: jax.Array) -> jax.Array:
+    """||v|| computed as s ||v / s||, s = max |v|: no underflow of the squares (A scaled by 1e-160)."""
+    scale = jnp.max(jnp.abs(v), initial=0)
+    safe = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1)
+    return safe * jnp.linalg.norm(v / safe)
+
+
 def _normalise(w: jax.Array, norm: jax.Array) -> jax.Array:
     return jnp.where(norm > 0, w / jnp.where(norm > 0, norm, 1), w)
 
@@ -248,16 +257,16 @@ def _start(op: LinearMap, b: jax.Array, damp: jax.Array | float, x0: jax.Array |
     """Initial bidiagonalisation step: beta_1 u_1 = b - A x0, alpha_1 v_1 = A^T u_1."""
     n = op.shape[1]
     dtype = b.dtype
-    normb = jnp.linalg.norm(b)
+    normb = scaled_norm(b)
     x = jnp.zeros(n, dtype) if x0 is None else x0
     u = b if x0 is None else b - op.mv(x0)
-    beta = jnp.linalg.norm(u)
+    beta = scaled_norm(u)
     u = _normalise(u, beta)
     v = op.rmv(u)
-    alpha = jnp.where(beta > 0, jnp.linalg.norm(v), 0)
+    alpha = jnp.where(beta > 0, scaled_norm(v), 0)
     v = jnp.where(beta > 0, _normalise(v, alpha), jnp.zeros_like(v))
     finite = jnp.isfinite(beta) & jnp.isfinite(alpha)
-    trivially_done = (alpha * beta == 0) | (normb == 0)
+    trivially_done = (alpha == 0) | (beta == 0) | (normb == 0)
     istop = jnp.where(finite, jnp.where(trivially_done, 0, -1), 8)
     x = jnp.where((normb == 0) | ~finite, jnp.zeros_like(x), x)
     zero = jnp.zeros((), dtype)
@@ -277,7 +286,7 @@ def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: LS
     """One LSMR step (bidiagonalisation, rotations, update of x and of the estimates, stop tests)."""
     dtype = b.dtype
     damp = jnp.asarray(damp, dtype)
-    normb = jnp.linalg.norm(b)
+    normb = scaled_norm(b)
     ctol = 1.0 / options.conlim if options.conlim > 0 else 0.0
     atol, btol = options.atol, options.btol
 

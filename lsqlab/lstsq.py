@@ -6,18 +6,31 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
-from lsqlab.lsmr import LSMROptions, LstSqInfo, lsmr
-from lsqlab.operators import as_operator, is_concrete
+from lsqlab.lsmr import NOT_LINEAR, LSMROptions, LstSqInfo, lsmr
+from lsqlab.operators import as_operator, is_concrete, matmul
 from lsqlab.preconditioners import Preconditioned, Preconditioner, check_preconditioner_finite
 
-# Compiled once per (operator kind, options, shape): eager calls with a matrix reuse the executable.
-_solve_lstsq_jit = jax.jit(solve_lstsq, static_argnums=(0, 1))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _solve(apply: Any, config: RuleConfig, check_offset: bool, params: Any, b: jax.Array, damp: jax.Array,
+           x0: jax.Array | None, preconditioner: Any) -> tuple[jax.Array, LstSqInfo]:
+    """The differentiable solve, compiled once per (operator kind, options, shape). ``check_offset``:
+    A(0) = 0 is checked at run time (istop 10 otherwise), for functions whose parameters were traced
+    so that the eager linearity probe could not run."""
+    x, info = solve_lstsq(apply, config, params, b, damp, x0, preconditioner)
+    if check_offset:
+        offset = apply(params, jnp.zeros(config.shape[1], b.dtype))
+        info = info._replace(istop=jnp.where(jnp.any(jnp.abs(offset) > 0), NOT_LINEAR, info.istop))
+    return x, info
 
 
 def lstsq(
@@ -67,15 +80,38 @@ def lstsq(
         _check_preconditioner(preconditioner, problem.shape, damp, x0)
         preconditioner = jax.lax.stop_gradient(preconditioner)
     forward = LSMROptions(atol, btol, conlim, maxiter)
+    for options in (forward, backward):
+        if isinstance(options, LSMROptions):
+            options.check_static()
     config = RuleConfig(
         solver=solver, forward=forward, backward=forward if backward is None else backward,
         shape=problem.shape, assume_full_rank=assume_full_rank,
     )
     x0_flat = None if problem.x0 is None else jax.lax.stop_gradient(problem.x0)
     damp_array = jnp.asarray(damp, problem.b.dtype)
-    x, info = _solve_lstsq_jit(problem.apply, config, problem.params, problem.b, damp_array, x0_flat,
-                               preconditioner)
+    check_offset = callable(A) and not is_concrete(problem.params)
+    scale = _matrix_scale(problem)
+    if scale != 1:  # LstSq(A, b, damp) = s LstSq(s A, b, s damp), s a power of two: exact
+        x, info = _solve(problem.apply, config, False, problem.params * scale, problem.b, damp_array * scale,
+                         None if x0_flat is None else x0_flat / scale, preconditioner)
+        x = x * scale
+        info = info._replace(normar=info.normar / scale, norma=info.norma / scale, normx=info.normx * scale)
+    else:
+        x, info = _solve(problem.apply, config, check_offset, problem.params, problem.b, damp_array, x0_flat,
+                         preconditioner)
     return problem.unravel_x(x), info
+
+
+def _matrix_scale(problem: Any) -> float:
+    """A power of two s with s max|A| near 1 when a concrete matrix A has entries so large or small
+    (beyond 2^(+-emax/4)) that LSMR's products of two norms would overflow or underflow; else 1."""
+    if problem.apply is not matmul or not is_concrete(problem.params):
+        return 1.0
+    largest = float(np.max(np.abs(np.asarray(problem.params)), initial=0))
+    bound = 2.0 ** (jnp.finfo(problem.b.dtype).maxexp // 4)
+    if largest == 0 or 1 / bound <= largest <= bound:
+        return 1.0
+    return 2.0 ** -round(np.log2(largest))
 
 
 def _check_preconditioner(preconditioner: Preconditioner, shape: tuple[int, int], damp: Any, x0: Any) -> None:

@@ -25,7 +25,7 @@ from jax.flatten_util import ravel_pytree
 
 from lsqlab.lsmr import STOP_REASONS, LstSqInfo
 from lsqlab.lstsq import lstsq
-from lsqlab.operators import is_concrete
+from lsqlab.operators import check_finite, is_concrete
 
 Constraint = Callable[..., jax.Array]  # constraint(params, **constraint_args) -> c, a 1-D array
 
@@ -98,6 +98,7 @@ def project(
       constraint_args: passed on to ``constraint`` (collocation points, a batch, a key).
     """
     _check_same_structure(params, update)
+    _check_gamma(gamma)
     lin = _linearize(constraint, params, constraint_args, dict(atol=atol, btol=btol, conlim=conlim, maxiter=maxiter))
     projected, info = _project_linearized(lin, update, gamma)
     if probe_rank:
@@ -145,6 +146,7 @@ def transform(
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    _check_gamma(gamma)
     base = optax.with_extra_args_support(base)
     solve_options = dict(atol=atol, btol=btol, conlim=conlim, maxiter=maxiter)
 
@@ -207,8 +209,7 @@ def _linearize(constraint: Constraint, params: Any, constraint_args: dict, solve
             f"the constraint has {num_constraints} entries but there are only {num_params} parameters: "
             "the null-space method needs fewer constraints than parameters"
         )
-    if is_concrete(c) and not bool(jnp.all(jnp.isfinite(c))):
-        raise ValueError("the constraint returned NaN or Inf at these parameters")
+    check_finite("the constraint value c(params)", c)
     return _Linearized(c, jvp, params, solve_options)
 
 
@@ -223,9 +224,12 @@ def _solve(lin: _Linearized, rhs: jax.Array) -> tuple[Any, LstSqInfo]:
 def _project_linearized(lin: _Linearized, update: Any, gamma: Any, tangent: bool = True) -> tuple[Any, ProjectionInfo]:
     """d = (I - J^+ J) u - gamma J^+ c (``tangent=False``: d = u - gamma J^+ c), as u - LstSq(J, rhs)."""
     update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, lin.params)
+    check_finite("the update", update)
     rhs = gamma * lin.c
     if tangent:
-        rhs = lin.jvp(update) + rhs
+        jacobian_update = lin.jvp(update)
+        check_finite("J u (the constraint's Jacobian at params applied to the update)", jacobian_update)
+        rhs = jacobian_update + rhs
     z, solve_info = _solve(lin, rhs)
     projected = jax.tree.map(jnp.subtract, update, z)
     info = ProjectionInfo(
@@ -250,6 +254,15 @@ def _redundancy(lin: _Linearized) -> jax.Array:
 def _unprojected_info(dtype: Any) -> ProjectionInfo:
     nan = jnp.full([], jnp.nan, dtype)
     return ProjectionInfo(nan, nan, jnp.zeros([], jnp.int32), jnp.full([], NOT_PROJECTED, jnp.int32), nan, nan)
+
+
+def _check_gamma(gamma: float | jax.Array) -> None:
+    """Refuse a concrete gamma outside [0, 1] or non-finite (a traced one is not inspected)."""
+    if not is_concrete(gamma):
+        return
+    values = np.asarray(gamma)
+    if not np.all((values >= 0) & (values <= 1)):
+        raise ValueError(f"gamma must lie in [0, 1] (the fraction of the violation removed per step), got {gamma}")
 
 
 def _check_same_structure(params: Any, update: Any) -> None:

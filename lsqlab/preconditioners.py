@@ -92,6 +92,8 @@ class Preconditioned:
 
     def __call__(self, op: LinearMap, b: jax.Array, damp: Any, x0: Any, options: Any) -> tuple[jax.Array, LstSqInfo]:
         P = op.preconditioner
+        if P is None:  # a map without one (e.g. [A^T; damp I] inside the derivative rules)
+            return self.solver(op, b, damp, x0, options)
         a = op.T if op.transposed else op  # A itself
         m, n = a.shape
         damp = jnp.asarray(damp, b.dtype)
@@ -118,7 +120,7 @@ class Preconditioned:
         if op.transposed or m >= n:
             return preconditioned()
         unpreconditioned = op._replace(preconditioner=None)
-        return lax.cond(damp > 0, preconditioned, lambda: self.solver(unpreconditioned, b, damp, x0, options))
+        return lax.cond(damp != 0, preconditioned, lambda: self.solver(unpreconditioned, b, damp, x0, options))
 
 
 def _product_rounding(A: jax.Array, P: jax.Array) -> jax.Array:
@@ -265,8 +267,11 @@ def check_preconditioner_finite(preconditioner: Preconditioner) -> None:
 
 def _check_damp(damp: float | jax.Array) -> None:
     """Refuse a concrete damp that is negative, NaN or infinite (a traced one is not inspected)."""
-    if is_concrete(damp) and not (math.isfinite(float(damp)) and float(damp) >= 0):
-        raise ValueError(f"damp must be finite and >= 0, got {float(damp)}")
+    if not is_concrete(damp):
+        return
+    value = float(damp)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"damp must be finite and >= 0, got {value}")
 
 
 def _sketch_rows(oversampling: float, n: int) -> int:

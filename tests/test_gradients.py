@@ -205,15 +205,16 @@ class CountingSolver:
 
 @pytest.mark.parametrize(
     "m,n,damp,full_rank,expected",
-    [(30, 10, 0.0, True, 1 + 2), (30, 10, 0.4, True, 1 + 2), (30, 10, 10.0, True, 1 + 1),
-     (10, 30, 0.4, True, 2 + 2), (10, 30, 10.0, True, 1 + 1), (10, 30, 0.0, True, 2 + 2),
-     (30, 10, 0.0, False, 2 + 3), (30, 10, 0.4, False, 1 + 3)],
-    ids=["tall", "tall damped", "tall damp above ||A||", "wide damped", "wide damp above ||A||", "wide",
-         "any rank", "any rank damped"],
+    [(30, 10, 0.0, True, 1 + 2), (30, 10, 0.4, True, 1 + 1), (10, 30, 0.4, True, 2 + 1),
+     (10, 30, 0.0, True, 2 + 2), (30, 10, 0.0, False, 2 + 3), (30, 10, 0.4, False, 2 + 3)],
+    ids=["tall", "tall damped", "wide damped", "wide", "any rank", "any rank damped"],
 )
 def test_solve_count_of_value_and_gradient(rng, m, n, damp, full_rank, expected):
-    """Reverse mode costs two extra solves in the full-rank tall case (one when damp >= ||A||_F,
-    here about 4.8), plus one forward solve for the wide (Gram) form below that damping."""
+    """Solves of value_and_grad (forward + backward): tall, two extra when undamped and one (with
+    [A^T, damp I]) when damped; wide, y = (A A^T + damp^2 I)^{-1} b forward, then one backward solve
+    damped or two undamped; any rank, t = A^{+T} x* (undamped) or y (damped) forward, and backward
+    N^+ (two solves) or the row-space part of N^{-1} (a projection and a solve), plus the projector
+    on null(A)."""
     A = jnp.asarray(matrix_with_spectrum(rng, m, n, np.linspace(1, 2, min(m, n))))
     b = jnp.asarray(rng.standard_normal(m))
     solver = CountingSolver()
@@ -279,3 +280,98 @@ def test_unrolled_autodiff_of_a_converged_solve_approaches_the_adjoint(rng):
     adjoint = jax.grad(lambda A, b: loss_of(lstsq(A, b, **TIGHT)[0], w), argnums=(0, 1))(A, b)
     for a, u in zip(adjoint, jax.grad(unrolled, argnums=(0, 1))(A, b)):
         np.testing.assert_allclose(np.asarray(u), np.asarray(a), atol=1e-6 * float(jnp.linalg.norm(a)))
+
+
+# ---------------------------------------------------------------- every damping, against the SVD
+
+SWEEP_DAMPS = [0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0, 10.0]
+SWEEP_TOL = dict(atol=1e-12, btol=1e-12, maxiter=500)
+
+
+def exactly_rank_deficient(rng, m, n, rank):
+    """An m x n matrix of rank exactly ``rank`` in floating point: a block repeated (columns of a tall
+    A, rows of a wide one), so null(A) holds no rounding-level singular values."""
+    if m >= n:
+        B = rng.standard_normal((m, rank))
+        return np.concatenate([B] * (n // rank), axis=1)
+    B = rng.standard_normal((rank, n))
+    return np.concatenate([B] * (m // rank), axis=0)
+
+
+def svd_derivatives(A, b, damp, g, dA, db, ddamp, rank):
+    """x*, its cotangents (dA, db, ddamp) for dmu/dx* = g and its tangent along (dA, db, ddamp), from the
+    full SVD A = [U_r U_0] diag(s) [V_r V_0]^T, written so that nothing cancels:
+        x* = V_r f U_r^T b,  f = s / (s^2 + damp^2),  r = U_0 U_0^T b + damp^2 y,
+        y = U_0 U_0^T b / damp^2 + U_r diag(1 / (s^2 + damp^2)) U_r^T b   (y = r / damp^2; at damp = 0 the
+            limit (A A^T)^+ b, valid when U_0^T b = 0 or null(A) = 0),
+        x' = V_r diag(1 / (s^2 + damp^2)) V_r^T [A^T (b' - A' x*) + A'^T r - 2 damp damp' x*] + V_0 V_0^T A'^T y,
+        dA = r s_r^T + y (V_0 V_0^T g)^T - p x*^T,  s_r = V_r diag(1 / (s^2 + damp^2)) V_r^T g,
+        db = p = U_r f V_r^T g,  ddamp = -2 damp <s_r, x*>."""
+    U, s, Vt = np.linalg.svd(A)
+    Ur, U0, s, Vr, V0 = U[:, :rank], U[:, rank:], s[:rank], Vt[:rank].T, Vt[rank:].T
+    inv = 1 / (s**2 + damp**2)
+    filt = s * inv
+    x = Vr @ (filt * (Ur.T @ b))
+    outside = U0 @ (U0.T @ b)
+    y = (outside / damp**2 if damp > 0 else 0.0) + Ur @ (inv * (Ur.T @ b))
+    r = outside + damp**2 * Ur @ (inv * (Ur.T @ b))
+    s_row = Vr @ (inv * (Vr.T @ g))
+    p = Ur @ (filt * (Vr.T @ g))
+    grad_A = np.outer(r, s_row) + np.outer(y, V0 @ (V0.T @ g)) - np.outer(p, x)
+    grad_damp = -2 * damp * np.dot(s_row, x)
+    v = A.T @ (db - dA @ x) + dA.T @ r - 2 * damp * ddamp * x
+    dx = Vr @ (inv * (Vr.T @ v)) + V0 @ (V0.T @ (dA.T @ y))
+    return x, (grad_A, p, grad_damp), dx
+
+
+def relative(a, b):
+    return np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("damp", SWEEP_DAMPS)
+@pytest.mark.parametrize("shape,rank", [((40, 12), None), ((12, 40), None), ((40, 12), 6), ((12, 40), 6)],
+                         ids=["tall", "wide", "tall rank 6", "wide rank 6"])
+def test_derivatives_at_every_damping_match_the_svd(rng, shape, rank, damp):
+    """Reverse (d/dA, d/db, d/ddamp) and forward mode at damp = 0 and 1e-10 ... 10: relative error < 1e-6
+    at tolerance 1e-12 (measured about 1e-14 at every damp). Rank-deficient problems use
+    ``assume_full_rank=False``; damp = 0 is then the constant-rank derivative, checked elsewhere
+    (test_reverse_mode_matches_dense_formulas). For them d/ddamp = -2 damp <N^{-1} g, x*> sums terms of size
+    ||g|| ||x*|| / damp^2 that cancel on null(A): rounding leaves eps ||g|| ||x*|| / damp, relative
+    eps / damp^2 (||A|| = O(1)), so it is checked where that is below 1e-7, damp >= 1e-4."""
+    m, n = shape
+    if rank is not None and damp == 0:
+        pytest.skip("constant-rank derivative at damp = 0: see test_reverse_mode_matches_dense_formulas")
+    A = rng.standard_normal(shape) if rank is None else exactly_rank_deficient(rng, m, n, rank)
+    b, g = rng.standard_normal(m), rng.standard_normal(n)
+    dA, db, ddamp = rng.standard_normal(shape), rng.standard_normal(m), 0.7
+    x_ref, (gA_ref, gb_ref, gd_ref), dx_ref = svd_derivatives(A, b, damp, g, dA, db, ddamp, rank or min(m, n))
+
+    def solve(A, b, d):
+        return lstsq(A, b, damp=d, assume_full_rank=rank is None, **SWEEP_TOL)[0]
+
+    args = (jnp.asarray(A), jnp.asarray(b), jnp.asarray(damp))
+    gA, gb, gd = jax.grad(lambda *a: jnp.dot(jnp.asarray(g), solve(*a)), argnums=(0, 1, 2))(*args)
+    x, dx = jax.jvp(solve, args, (jnp.asarray(dA), jnp.asarray(db), jnp.asarray(ddamp)))
+    assert relative(x, x_ref) < 1e-9
+    assert relative(gA, gA_ref) < 1e-6 and relative(gb, gb_ref) < 1e-6
+    assert relative(dx, dx_ref) < 1e-6
+    if damp == 0:
+        assert abs(float(gd)) < 1e-12
+    elif rank is None or damp >= 1e-4:
+        assert abs(float(gd) - gd_ref) < 1e-6 * abs(gd_ref)
+
+
+@pytest.mark.parametrize("damp", [1e-6, 1e-3, 1.0])
+@pytest.mark.parametrize("shape", [(40, 12), (12, 40)], ids=["tall", "wide"])
+def test_float32_derivatives_at_small_damping(rng, shape, damp):
+    """float32 (tolerance 1e-6): d/db and d/ddamp within 1e-3 of the float64 SVD values at every damping
+    (the damped shortcut gave errors of order 1e-6 (||A|| / damp)^2 here)."""
+    m, n = shape
+    A, b, g = rng.standard_normal(shape), rng.standard_normal(m), rng.standard_normal(n)
+    _, (_, gb_ref, gd_ref), _ = svd_derivatives(A, b, damp, g, np.zeros(shape), np.zeros(m), 0.0, min(m, n))
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    loss = lambda b_, d: jnp.dot(f32(g), lstsq(f32(A), b_, damp=d, atol=1e-6, btol=1e-6, maxiter=200)[0])
+    gb, gd = jax.grad(loss, argnums=(0, 1))(f32(b), f32(damp))
+    assert gb.dtype == jnp.float32
+    assert relative(gb, gb_ref) < 1e-3
+    assert abs(float(gd) - gd_ref) < 1e-3 * abs(gd_ref) + 1e-5

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lsqlab import STOP_REASONS, lstsq
+from lsqlab.lsmr import LSMROptions
 
 A = jnp.asarray(np.random.default_rng(0).standard_normal((6, 3)))
 B = jnp.ones(6)
@@ -30,6 +31,20 @@ B = jnp.ones(6)
         (dict(damp=-0.1), ValueError, "damp must be finite and >= 0"),
         (dict(damp=float("nan")), ValueError, "damp"),
         (dict(x0=jnp.zeros(4)), ValueError, "x0 has 4 entries"),
+        (dict(b=B.astype(jnp.float16)), TypeError, r"b has dtype float16.*b\.astype\(jnp\.float32\)"),
+        (dict(A=A.astype(jnp.bfloat16)), TypeError, r"A has dtype bfloat16.*A\.astype\(jnp\.float32\)"),
+        (dict(atol=-1e-6), ValueError, "atol must be finite and >= 0, got -1e-06"),
+        (dict(btol=float("nan")), ValueError, "btol must be finite and >= 0, got nan"),
+        (dict(atol=float("inf")), ValueError, "atol must be finite and >= 0, got inf"),
+        (dict(atol=jnp.asarray(1e-6)), TypeError, "atol must be a Python float"),
+        (dict(btol="1e-6"), TypeError, "btol must be a Python float"),
+        (dict(conlim=-1.0), ValueError, "conlim must be >= 0"),
+        (dict(conlim=float("nan")), ValueError, "conlim must be >= 0.*got nan"),
+        (dict(maxiter=2**31), ValueError, "maxiter must be None or an integer in"),
+        (dict(maxiter=-1), ValueError, "maxiter must be None or an integer in"),
+        (dict(maxiter=10.0), TypeError, "maxiter must be None or an integer, got float"),
+        (dict(maxiter=float("inf")), TypeError, "maxiter must be None or an integer, got float"),
+        (dict(maxiter=True), TypeError, "maxiter must be None or an integer, got bool"),
     ],
 )
 def test_bad_input_is_named(kwargs, error, match):
@@ -37,6 +52,43 @@ def test_bad_input_is_named(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         lstsq(args.pop("A"), args.pop("b"), **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(atol=-1.0), ValueError, "atol must be finite and >= 0"),
+        (dict(btol=np.float64("nan")), ValueError, "btol must be finite and >= 0"),
+        (dict(conlim=-1), ValueError, "conlim must be >= 0"),
+        (dict(maxiter=np.int64(2**31 - 1)), ValueError, "maxiter must be None or an integer in"),
+        (dict(maxiter=np.float64(5)), TypeError, "maxiter must be None or an integer"),
+    ],
+)
+def test_bad_backward_options_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        lstsq(A, B, backward=LSMROptions(**kwargs))
+
+
+def test_options_accept_numpy_scalars_and_the_no_limit_conlims():
+    """NumPy scalars become Python numbers (equal and hashed alike); conlim 0 and inf mean no limit."""
+    options = LSMROptions(atol=np.float32(0.5), btol=0, conlim=np.float64(1e8), maxiter=np.int64(7))
+    assert options == LSMROptions(atol=0.5, btol=0.0, conlim=1e8, maxiter=7)
+    assert hash(options) == hash(LSMROptions(atol=0.5, btol=0.0, conlim=1e8, maxiter=7))
+    assert type(options.maxiter) is int and type(options.atol) is float
+    for conlim in (0, float("inf")):
+        _, info = lstsq(A, B, conlim=conlim, maxiter=np.int64(2))
+        assert int(info.iterations) == 2
+
+
+def test_traced_tolerances_are_refused_where_options_are_static():
+    with pytest.raises(TypeError, match="atol is traced: tolerances are static Python floats"):
+        jax.jit(lambda t: hash(LSMROptions(atol=t)))(1e-6)
+    with pytest.raises(TypeError, match="btol is traced: tolerances are static Python floats"):
+        jax.jit(lambda t: lstsq(A, B, btol=t)[0])(1e-6)
+    with pytest.raises(TypeError, match="conlim is traced"):
+        jax.jit(lambda t: lstsq(A, B, conlim=t)[0])(1e8)
+    with pytest.raises(TypeError, match="maxiter is traced"):
+        jax.jit(lambda k: lstsq(A, B, maxiter=k)[0])(5)
 
 
 def test_function_operator_errors():
@@ -112,3 +164,38 @@ def test_function_operator_over_constants_works_under_jit():
     x = jax.jit(lambda b: lstsq(lambda v: M @ v, b, domain=jax.ShapeDtypeStruct((3,), jnp.float64),
                                 atol=1e-12, btol=1e-12)[0])(B)
     np.testing.assert_allclose(np.asarray(x), np.linalg.lstsq(M, np.asarray(B), rcond=None)[0], atol=1e-10)
+
+
+def test_affine_operator_under_jit_is_reported():
+    """A v + c passes jax.linear_transpose; under jit the numerical probe cannot run, so A(0) = c != 0 is
+    checked at run time: istop 10 (before: istop 2 and an answer 0.59 off)."""
+    solve = jax.jit(lambda A, b, c: lstsq(lambda v: A @ v + c, b, domain=jnp.zeros(3))[1].istop)
+    assert int(solve(A, B, 1.0)) == 10
+    assert int(solve(A, B, 0.0)) in (1, 2)
+    assert STOP_REASONS[10].startswith("A is not linear")
+
+
+@pytest.mark.parametrize("dtype,scale", [(jnp.float64, 1e-160), (jnp.float64, 1e160), (jnp.float32, 1e-20),
+                                         (jnp.float32, 1e20)])
+def test_extreme_scales_are_solved(dtype, scale):
+    """A full-rank A scaled by 1e-160 (float64) or 1e-20 (float32): norms of A^T b underflowed and the
+    solve returned x = 0 with istop 0. Now A is rescaled by a power of two (exact) and x is right."""
+    rng = np.random.default_rng(3)
+    A_, b_ = rng.standard_normal((30, 8)), rng.standard_normal(30)
+    x, info = lstsq(jnp.asarray(A_ * scale, dtype), jnp.asarray(b_, dtype), atol=1e-6, btol=1e-6)
+    reference = np.linalg.lstsq(A_, b_, rcond=None)[0] / scale
+    assert int(info.istop) in (1, 2)
+    assert np.linalg.norm(np.asarray(x, np.float64) - reference) <= 1e-5 * np.linalg.norm(reference)
+    assert np.isclose(float(info.norma), np.linalg.norm(A_) * scale, rtol=0.5)
+
+
+def test_gradients_vmapped_over_damp_values(rng):
+    """damp is data: vmap over damp values (small, moderate, zero) gives the gradients of each solve."""
+    A_, b_ = jnp.asarray(rng.standard_normal((25, 10))), jnp.asarray(rng.standard_normal(25))
+    grad = jax.grad(lambda b, d: jnp.sum(lstsq(A_, b, damp=d, atol=1e-12, btol=1e-12)[0] ** 2), argnums=(0, 1))
+    damps = jnp.asarray([0.0, 1e-8, 0.3, 5.0])
+    batched = jax.vmap(grad, in_axes=(None, 0))(b_, damps)
+    for i, d in enumerate(damps):
+        one = grad(b_, d)
+        np.testing.assert_allclose(np.asarray(batched[0][i]), np.asarray(one[0]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(float(batched[1][i]), float(one[1]), rtol=1e-8, atol=1e-14)

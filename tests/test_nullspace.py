@@ -108,7 +108,16 @@ def test_sign_convention_first_order_violation_shrinks_by_one_minus_gamma(rng):
     "constraint, params, update, message",
     [
         (lambda p: p["a"] - 1.0, {"a": jnp.ones(3)}, {"a": jnp.ones(3)}, "3 entries but there are only 3"),
-        (lambda p: jnp.log(p["a"][:1] - 2), {"a": jnp.ones(3)}, {"a": jnp.ones(3)}, "NaN or Inf"),
+        (lambda p: jnp.concatenate([p["a"], p["a"]]), {"a": jnp.ones(3)}, {"a": jnp.ones(3)},
+         "the constraint has 6 entries but there are only 3 parameters"),
+        (lambda p: jnp.log(p["a"][:1] - 2), {"a": jnp.ones(3)}, {"a": jnp.ones(3)},
+         r"the constraint value c\(params\) contains NaN or Inf"),
+        (lambda p: p["a"][:1], {"a": jnp.ones(3)}, {"a": jnp.ones(3).at[1].set(jnp.nan)},
+         "the update contains NaN or Inf"),
+        (lambda p: p["a"][:1], {"a": jnp.ones(3)}, {"a": jnp.ones(3).at[0].set(-jnp.inf)},
+         "the update contains NaN or Inf"),
+        (lambda p: jnp.sqrt(p["a"][:1] - 1), {"a": jnp.ones(3)}, {"a": jnp.zeros(3)},
+         r"J u \(the constraint's Jacobian at params applied to the update\) contains NaN or Inf"),
         (lambda p: p["a"][:1], {"a": jnp.ones(3)}, {"b": jnp.ones(3)}, "different pytrees"),
         (lambda p: p["a"][:1], {"a": jnp.ones(3)}, {"a": jnp.ones(4)}, "shape"),
         (lambda p: p["a"][0], {"a": jnp.ones(3)}, {"a": jnp.ones(3)}, "1-D array"),
@@ -117,6 +126,24 @@ def test_sign_convention_first_order_violation_shrinks_by_one_minus_gamma(rng):
 def test_clear_errors(constraint, params, update, message):
     with pytest.raises(ValueError, match=message):
         nullspace.project(constraint, params, update)
+
+
+@pytest.mark.parametrize("gamma", [3.0, -0.1, 1.0 + 1e-12, float("nan"), float("inf"), jnp.asarray(2.0)])
+def test_gamma_outside_zero_one_is_refused(gamma):
+    params = {"a": jnp.ones(3)}
+    with pytest.raises(ValueError, match=r"gamma must lie in \[0, 1\]"):
+        nullspace.project(lambda p: p["a"][:1] - 2.0, params, params, gamma=gamma)
+    with pytest.raises(ValueError, match=r"gamma must lie in \[0, 1\]"):
+        nullspace.transform(optax.sgd(0.1), lambda p: p[:1], gamma=gamma)
+
+
+def test_gamma_at_the_ends_of_zero_one_and_traced_gamma_are_accepted():
+    params = {"a": jnp.ones(3)}
+    for gamma in (0.0, 1.0, jnp.asarray(0.5)):
+        step, info = nullspace.project(lambda p: p["a"][:1] - 2.0, params, params, gamma=gamma)
+        np.testing.assert_allclose(float(step["a"][0]), float(gamma), atol=1e-12)
+    step, _ = jax.jit(lambda g: nullspace.project(lambda p: p["a"][:1] - 2.0, params, params, gamma=g))(0.25)
+    np.testing.assert_allclose(float(step["a"][0]), 0.25, atol=1e-12)
 
 
 def test_transform_rejects_bad_options_and_missing_params():
