@@ -12,8 +12,8 @@ NumPy/SciPy run single-threaded (OPENBLAS_NUM_THREADS=1) unless the caller set i
 
 (a) Gradient accuracy at small damping. L = <w, x>, x = lstsq(A, b, damp=d, atol=btol=1e-12), for a
     tall 40x10 and a wide 10x40 Gaussian A (well conditioned, seeded), d from 0 to 10. damp is a traced
-    jax array (one compilation for all d; the rules see damp_kind "traced"); the rows "0 (float)" pass
-    damp as the Python float 0.0 instead (damp_kind "zero"; no d/d(damp) then). Columns: relative
+    jax array (one compilation for all d); the rows "0 (float)" pass damp as the Python float 0.0
+    instead (no d/d(damp) then; the code before review compiled another branch for it). Columns: relative
     error of reverse-mode dL/db, dL/dA (Frobenius), dL/d(damp), and of forward-mode dx (jax.jvp along a
     random (dA, db, d damp)), against dense float64 references from the SVD of A written here
     independently of lsqlab:

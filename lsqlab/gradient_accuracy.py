@@ -164,3 +164,36 @@ def _finite_difference(maxiter: int):
         return (plus - minus) / (2 * h), its
 
     return run
+
+
+class DampingSweep(NamedTuple):
+    """Relative errors of s = (A^T A + damp^2 I)^{-1} g at each damping, against a dense solve."""
+
+    damps: np.ndarray
+    shortcut: np.ndarray  # (g - A^T p) / damp^2, p = LstSq(A^T, g, damp)
+    stacked: np.ndarray  # w_2 / damp, w = LstSq([A^T, damp I], g, 0) (lsqlab's rule)
+    rule: np.ndarray  # dL/db = A s through jax.grad of lstsq, against A s from the dense solve
+
+
+def damping_sweep(A: np.ndarray, g: np.ndarray, damps: np.ndarray, tol: float = 1e-12) -> DampingSweep:
+    """Measure the two ways of computing N^{-1} g for damp > 0, and the gradient lstsq returns.
+
+    The shortcut subtracts two nearly equal vectors, g - A^T p = damp^2 s, so a solve with relative
+    error tol gives s with relative error about tol (||A|| / damp)^2; the stacked solve has no such
+    subtraction. All solves: atol = btol = tol, float64.
+    """
+    m, n = A.shape
+    A_j, g_j = jnp.asarray(A, jnp.float64), jnp.asarray(g, jnp.float64)
+    solve = dict(atol=tol, btol=tol, maxiter=10 * (m + n))
+    errors = {"shortcut": [], "stacked": [], "rule": []}
+    for damp in damps:
+        reference = np.linalg.solve(A.T @ A + damp**2 * np.eye(n), g)
+        relative = lambda s, ref=reference: float(np.linalg.norm(np.asarray(s) - ref) / np.linalg.norm(ref))
+        p, _ = lstsq(A_j.T, g_j, damp=damp, **solve)
+        errors["shortcut"].append(relative((g_j - A_j.T @ p) / damp**2))
+        w, _ = lstsq(lambda v: A_j.T @ v[:m] + damp * v[m:], g_j, domain=jnp.zeros(m + n), **solve)
+        errors["stacked"].append(relative(w[m:] / damp))
+        grad_b = jax.grad(lambda b: jnp.dot(g_j, lstsq(A_j, b, damp=damp, **solve)[0]))(jnp.zeros(m))
+        ref_b = A @ reference
+        errors["rule"].append(float(np.linalg.norm(np.asarray(grad_b) - ref_b) / np.linalg.norm(ref_b)))
+    return DampingSweep(np.asarray(damps), *(np.asarray(errors[k]) for k in ("shortcut", "stacked", "rule")))

@@ -55,23 +55,29 @@ def lstsq(
       A: a 2-D array, or a function ``v -> A v`` linear in ``v`` (pytrees allowed) that may close over
         arrays; ``A^T u`` is derived by JAX. Gradients flow to every array it closes over.
       b: right-hand side (1-D array; a pytree matching ``A``'s output for a function ``A``).
-      damp: Tikhonov damping >= 0 (differentiable).
+      damp: Tikhonov damping >= 0 (differentiable): a number, an array or a traced value; every branch
+        on it is taken by its value at run time, so ``vmap`` over damp values works.
       x0: warm start (not differentiated); for a function ``A`` it also fixes the input space.
       domain: the input space of a function ``A`` when no ``x0`` is given (arrays or ShapeDtypeStructs).
       atol, btol, conlim, maxiter: LSMR stopping rules, as in ``scipy.sparse.linalg.lsmr``.
       backward: options of the solves inside the derivative rules (default: the forward ones).
-      assume_full_rank: for damp = 0, assume A has full column (tall) or row (wide) rank. Set False for
-        rank-deficient undamped problems: exact first derivatives at constant rank, for one more
-        solve forward and one more backward.
+      assume_full_rank: for damp = 0, assume A has full column (tall) or row (wide) rank (with damp > 0
+        the rules are exact at any rank). Set False for rank-deficient problems: exact first
+        derivatives at constant rank when undamped, and the row-space part of each derivative kept
+        apart from the O(1 / damp^2) null-space part when damped, for one more solve forward and one
+        more backward.
       solver: any function ``(op, b, damp, x0, options) -> (x, info)`` returning LstSq.
       preconditioner: a right preconditioner P from :mod:`lsqlab.preconditioners` (the solver runs on
         [A P; damp P] and returns x = P y; the derivative rules' solves are preconditioned too). The
-        answer does not depend on P, except for wide undamped problems, which are refused.
+        answer does not depend on P: a wide problem with damp 0 is refused (a right preconditioner
+        changes its minimum-norm answer), or, with a traced damp that is 0, solved without P. The
+        stop code is checked on the true residual (istop 9 when it does not hold there).
 
     Returns:
       ``(x, info)`` with ``info`` an :class:`~lsqlab.lsmr.LstSqInfo` (iterations, istop and its
       ``reason``, ||r||, ||A^T r||, estimates of ||A|| and cond(A), ||x||). Non-convergence is
-      reported in ``info.istop`` (7: iteration limit; 8: NaN/Inf met), never raised under ``jit``.
+      reported in ``info.istop`` (7: iteration limit; 8: NaN/Inf met; 9: not trusted; 10: A(0) != 0),
+      never raised under ``jit``.
     """
     _check_damp(damp)
     problem = as_operator(A, b, x0, domain)

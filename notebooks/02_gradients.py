@@ -170,9 +170,10 @@ print("wide: formulas and finite differences agree")
 # $$N\dot x = A^\top(\dot b - \dot A x) + \dot A^\top r - 2\lambda\dot\lambda\, x
 # \quad\Longrightarrow\quad \frac{\partial\mu}{\partial\lambda} = -2\lambda\,\langle s, x\rangle .$$
 #
-# And $s$ costs only **one** solve: with $p = \mathrm{LstSq}(A^\top, g, \lambda)$,
-# $s = (g - A^\top p)/\lambda^2$ exactly. A rank-deficient $A$ is the test that matters: an undamped
-# solve for $s$ would lose the part of $g$ in the null space of $A$.
+# And $s$ costs only **one** solve, with the stacked operator $[A^\top,\ \lambda I]$: the
+# minimum-norm solution of $A^\top w_1 + \lambda w_2 = g$ is $w = [A;\ \lambda I]\,N^{-1} g$, so
+# $s = w_2/\lambda$ (and $w_1 = p = \mathrm{LstSq}(A^\top, g, \lambda)$). A rank-deficient $A$ is
+# the test that matters: an undamped solve for $s$ would lose the part of $g$ in the null space of $A$.
 
 # %%
 A_def = spectrum_matrix(30, 12, np.logspace(0, -1, 6))  # rank 6 < 12
@@ -192,6 +193,34 @@ assert abs(float(grad_lam) - (-2 * lam * s @ x)) < 1e-9 * abs(2 * lam * s @ x)
 fd = central_difference(lambda e: loss(A_def, b, lam + e))
 assert abs(float(grad_lam) - fd) < 1e-7 * abs(fd)
 print(f"dmu/dlambda = {float(grad_lam):.8f}, finite differences {fd:.8f}")
+
+# %% [markdown]
+# ### Why not $s = (g - A^\top p)/\lambda^2$?
+#
+# The same $p$ gives $s$ in closed form: $A^\top p = A^\top A N^{-1} g = g - \lambda^2 s$, so
+# $s = (g - A^\top p)/\lambda^2$. It is exact in exact arithmetic and wrong in floating point for small
+# $\lambda$: $g - A^\top p$ subtracts two vectors that agree to about $(\lambda/\|A\|)^2$ of their size,
+# so a solve accurate to a relative `tol` gives $s$ with relative error about
+# $\mathrm{tol}\,(\|A\|/\lambda)^2$. `lsqlab` used it until review found gradients off by
+# $10^{-2}$ at $\lambda = 10^{-6}$ and by $5\cdot 10^5$ at $10^{-10}$ (`benchmarks/README.md`, before and
+# after). The stacked solve never subtracts: measured below on a tall $40\times 10$ $A$ at
+# `tol` $= 10^{-12}$, against a dense solve.
+
+# %%
+import plotly.graph_objects as go
+
+from lsqlab.gradient_accuracy import damping_sweep
+
+sweep = damping_sweep(rng.standard_normal((40, 10)), rng.standard_normal(10), np.logspace(-10, 1, scaled(12, 6)))
+fig = go.Figure()
+for name, errors in (("shortcut (g - Aᵀp)/λ²", sweep.shortcut), ("stacked [Aᵀ, λI]", sweep.stacked),
+                     ("lstsq's dμ/db", sweep.rule)):
+    fig.add_scatter(x=sweep.damps, y=np.maximum(errors, 1e-17), mode="lines+markers", name=name)
+fig.update_layout(xaxis=dict(type="log", title="damping λ"), yaxis=dict(type="log", title="relative error of s"),
+                  height=380, margin=dict(t=30))
+fig.show()
+assert np.all(sweep.stacked < 1e-10) and np.all(sweep.rule < 1e-10)
+assert np.max(sweep.shortcut[sweep.damps <= 1e-7]) > 1e-3
 
 # %% [markdown]
 # ## 4. Rank-deficient and undamped: the pseudo-inverse
