@@ -7,7 +7,9 @@ iterations and the relative error against the dense solution of plain LSMR (capp
 Jacobi and the sketch preconditioners (nnz: nonzeros per column of the sparse sign sketch; R^-1 or the
 rank-revealing SVD; float32: sketch and factorisation in float32; Cholesky: R from the Gram matrix of
 the sketch, formed in float64, instead of QR), and wall times of one run each (the
-sketch's construction counted in), with the ratio to numpy.linalg.lstsq in the same process.
+sketch's construction counted in), with the ratio to numpy.linalg.lstsq in the same process. "A P
+formed": the solve formed A P once (the composed product's rounding floor, eps ||A||_F ||P||_F / k,
+is above a tenth of the tolerance; see lsqlab.preconditioners.Preconditioned).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lsqlab import lstsq  # noqa: E402
-from lsqlab.preconditioners import column_scaling, sketch_preconditioner  # noqa: E402
+from lsqlab.preconditioners import column_scaling, product_rounding, sketch_preconditioner  # noqa: E402
 from lsqlab.problems import matrix_with_spectrum  # noqa: E402
 
 
@@ -71,9 +73,11 @@ def rows_for(m: int, n: int, tol: float) -> list[str]:
         (x, info), t_solve = timed(lambda: solve(A, b, P))
         error = np.linalg.norm(np.asarray(x) - exact) / np.linalg.norm(exact)
         total = t_build + t_solve
+        formed = hasattr(P, "matrix") and float(product_rounding(A, P.matrix)) > 0.1 * tol
         rows.append(
             f"{m}x{n} {name:<47} {int(info.iterations):5d} its  rel. error {error:8.1e}  "
             f"build {t_build:5.2f} s + solve {t_solve:5.2f} s = {total:5.2f} s  ({total / t_numpy:.2f} x numpy)"
+            f"{'  A P formed' if formed else ''}"
         )
     return rows
 

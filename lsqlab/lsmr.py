@@ -186,10 +186,10 @@ def givens(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]
 
 
 def scaled_norm(v: jax.Array) -> jax.Array:
-    """||v|| computed as s ||v / s||, s = max |v|: no underflow of the squares (A scaled by 1e-160)."""
-    scale = jnp.max(jnp.abs(v), initial=0)
-    safe = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1)
-    return safe * jnp.linalg.norm(v / safe)
+    """||v|| computed as s ||v / s||, s the power of two nearest max |v|: no square underflows or
+    overflows (A scaled by 1e-160), and, s being a power of two, the same bits as ||v|| otherwise."""
+    scale = _power_of_two(jnp.max(jnp.abs(v), initial=0))
+    return scale * jnp.linalg.norm(v / scale)
 
 
 def _normalise(w: jax.Array, norm: jax.Array) -> jax.Array:
@@ -203,11 +203,27 @@ def lsmr(
     x0: jax.Array | None = None,
     options: LSMROptions = LSMROptions(),
 ) -> tuple[jax.Array, LstSqInfo]:
-    """Solve ``min ||A x - b||^2 + damp^2 ||x||^2`` for 1-D ``b``; from ``x0 = 0`` the minimum-norm solution."""
+    """Solve ``min ||A x - b||^2 + damp^2 ||x||^2`` for 1-D ``b``; from ``x0 = 0`` the minimum-norm solution.
+
+    The solve runs on b / s for s the power of two nearest ||b|| (exact), so that no square of a norm
+    overflows or underflows whatever b's scale (a cotangent of 1e160 in a backward solve, say).
+    """
     maxiter = options.iteration_limit(*op.shape)
+    scale = _power_of_two(scaled_norm(b))
+    b = b / scale
     step = _iteration(op, b, damp, options, maxiter)
-    final = lax.while_loop(lambda s: (s.istop < 0) & (s.itn < maxiter), step, _start(op, b, damp, x0))
-    return final.x, _info(final)
+    start = _start(op, b, damp, None if x0 is None else x0 / scale)
+    final = lax.while_loop(lambda s: (s.istop < 0) & (s.itn < maxiter), step, start)
+    info = _info(final)
+    return final.x * scale, info._replace(normr=info.normr * scale, normar=info.normar * scale,
+                                          normx=info.normx * scale)
+
+
+def _power_of_two(value: jax.Array) -> jax.Array:
+    """2^e with value = f 2^e, 1/2 <= f < 1 (1 for value 0 or non-finite)."""
+    ok = (value > 0) & jnp.isfinite(value)
+    exponent = jnp.frexp(jnp.where(ok, value, 1))[1]
+    return jnp.where(ok, jnp.ldexp(jnp.ones_like(value), exponent), 1)
 
 
 def lsmr_fixed_iterations(

@@ -73,9 +73,10 @@ class Preconditioned:
 
     Products A (P y) of a dense A carry rounding errors of about eps ||A|| ||P|| ||y||, different
     at every application, which is eps cond(A) relative to ||A P y||: LSMR then stalls at that level
-    (and its recurrences can report convergence below it). Where that floor is above the requested
-    tolerance, A P is formed once per solve (2 m n k flops) and LSMR runs on a fixed, consistent
-    matrix, as accurate as LSMR on a user-formed A P. The user's solve ends with the stop test
+    (and its recurrences can report convergence below it). Where that floor is above a tenth of the
+    requested tolerance (the smaller nonzero one of atol and btol), A P is formed once per solve
+    (2 m n k flops) and LSMR runs on a fixed, consistent matrix, as accurate as LSMR on a user-formed
+    A P. The user's solve ends with the stop test
     checked on the true residual of the original problem (:func:`lsqlab.lsmr.verify_stop`).
     A wide undamped problem is solved without P (a right preconditioner would change its
     minimum-norm answer), decided by damp's value at run time.
@@ -108,9 +109,9 @@ class Preconditioned:
 
         def preconditioned() -> tuple[jax.Array, LstSqInfo]:
             if a.matrix is not None and isinstance(P, MatrixPreconditioner):
-                floor = _product_rounding(a.matrix, P.matrix)
-                x, info = lax.cond(floor > 0.1 * min(options.atol, options.btol),
-                                   lambda: solve(True), lambda: solve(False))
+                floor = product_rounding(a.matrix, P.matrix)
+                tolerance = min([t for t in (options.atol, options.btol) if t > 0], default=0.0)
+                x, info = lax.cond(floor > 0.1 * tolerance, lambda: solve(True), lambda: solve(False))
             else:
                 x, info = solve(False)
             if op.transposed:  # a solve inside the derivative rules: its info is not reported
@@ -123,7 +124,7 @@ class Preconditioned:
         return lax.cond(damp != 0, preconditioned, lambda: self.solver(unpreconditioned, b, damp, x0, options))
 
 
-def _product_rounding(A: jax.Array, P: jax.Array) -> jax.Array:
+def product_rounding(A: jax.Array, P: jax.Array) -> jax.Array:
     """eps ||A||_F ||P||_F / k: the relative rounding error of a product A (P y), about eps cond(A)
     when A P is well conditioned (||A||_F ||P||_F / k is then a lower estimate of cond(A))."""
     return jnp.finfo(A.dtype).eps * jnp.linalg.norm(A) * jnp.linalg.norm(P) / P.shape[1]

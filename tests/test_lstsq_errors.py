@@ -187,6 +187,11 @@ def test_extreme_scales_are_solved(dtype, scale):
     assert int(info.istop) in (1, 2)
     assert np.linalg.norm(np.asarray(x, np.float64) - reference) <= 1e-5 * np.linalg.norm(reference)
     assert np.isclose(float(info.norma), np.linalg.norm(A_) * scale, rtol=0.5)
+    if dtype == jnp.float64:  # the backward solve's right-hand side is then of order 1 / scale
+        grad_b = jax.grad(lambda b: jnp.sum(lstsq(jnp.asarray(A_ * scale), b, atol=1e-10, btol=1e-10)[0]))(
+            jnp.asarray(b_))
+        expected = np.linalg.pinv(A_).T @ np.ones(8)
+        assert np.linalg.norm(np.asarray(grad_b) * scale - expected) <= 1e-6 * np.linalg.norm(expected)
 
 
 def test_gradients_vmapped_over_damp_values(rng):
