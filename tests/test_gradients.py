@@ -328,19 +328,21 @@ def relative(a, b):
     return np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b)
 
 
-@pytest.mark.parametrize("damp", SWEEP_DAMPS)
-@pytest.mark.parametrize("shape,rank", [((40, 12), None), ((12, 40), None), ((40, 12), 6), ((12, 40), 6)],
-                         ids=["tall", "wide", "tall rank 6", "wide rank 6"])
+SWEEP_CASES = [(shape, rank, damp) for shape, rank in (((40, 12), None), ((12, 40), None), ((40, 12), 6), ((12, 40), 6))
+               for damp in SWEEP_DAMPS if rank is None or damp > 0]
+
+
+@pytest.mark.parametrize("shape,rank,damp", SWEEP_CASES,
+                         ids=[f"{'tall' if s[0] > s[1] else 'wide'}{'' if r is None else f' rank {r}'}-{d:g}"
+                              for s, r, d in SWEEP_CASES])
 def test_derivatives_at_every_damping_match_the_svd(rng, shape, rank, damp):
     """Reverse (d/dA, d/db, d/ddamp) and forward mode at damp = 0 and 1e-10 ... 10: relative error < 1e-6
     at tolerance 1e-12 (measured about 1e-14 at every damp). Rank-deficient problems use
-    ``assume_full_rank=False``; damp = 0 is then the constant-rank derivative, checked elsewhere
-    (test_reverse_mode_matches_dense_formulas). For them d/ddamp = -2 damp <N^{-1} g, x*> sums terms of size
+    ``assume_full_rank=False`` and damp > 0 (at damp = 0 they have the constant-rank derivative, checked
+    against rank-preserving finite differences in test_reverse_mode_matches_dense_formulas). For them d/ddamp = -2 damp <N^{-1} g, x*> sums terms of size
     ||g|| ||x*|| / damp^2 that cancel on null(A): rounding leaves eps ||g|| ||x*|| / damp, relative
     eps / damp^2 (||A|| = O(1)), so it is checked where that is below 1e-7, damp >= 1e-4."""
     m, n = shape
-    if rank is not None and damp == 0:
-        pytest.skip("constant-rank derivative at damp = 0: see test_reverse_mode_matches_dense_formulas")
     A = rng.standard_normal(shape) if rank is None else exactly_rank_deficient(rng, m, n, rank)
     b, g = rng.standard_normal(m), rng.standard_normal(n)
     dA, db, ddamp = rng.standard_normal(shape), rng.standard_normal(m), 0.7
