@@ -9,11 +9,11 @@ derivatives (Hessian-vector products) all come from the one rule.
 
 With r = b - A x*, N = A^T A + damp^2 I, G = A A^T + damp^2 I and a dot marking a tangent:
 
-Normal form (tall or square A, any A when damp > 0, or ``assume_full_rank=False``):
+Normal form (tall or square A):
     x' = N^{-1} [ A^T (b' - A' x*) + A'^T r - 2 damp damp' x* ]
     Reverse mode: s = N^{-1} g, then db = A s = p, dA = r s^T - A s x*^T, ddamp = -2 damp <s, x*>.
 
-N^{-1} v for damp > 0 is one solve with the stacked operator: w = LstSq([A^T, damp I], v, 0), the
+N^{-1} v for damp != 0 is one solve with the stacked operator: w = LstSq([A^T, damp I], v, 0), the
 minimum-norm solution of A^T w_1 + damp w_2 = v, is [A; damp I] N^{-1} v, so N^{-1} v = w_2 / damp
 (and w_1 = p). It is exact at any rank and loses no accuracy as damp -> 0: measured on a tall 40x10
 A at tolerance 1e-12, its relative error stays near 1e-15 for damp from 1e-10 to 10. The shortcut
@@ -24,18 +24,25 @@ N^+ v = A^+ (A^{+T} v) (p = LstSq(A^T, v, 0), s = LstSq(A, p, 0)): exact for ful
 the pseudo-inverse N^+ = A^+ A^{+T} at any rank. damp is data: the branch is taken by its value at
 run time (``lax.cond``; both branches under ``vmap`` over damp).
 
-Gram form (wide A with ``assume_full_rank=True`` and damp = 0, full row rank): x* = A^T y,
-    y = LstSq(A^T, x*, 0) = (A A^T)^{-1} b,
-    y' = G^{-1} [ b' - A' x* - A A'^T y ],   x' = A'^T y + A^T y',
-with G^{-1} w = A^{+T} (A^+ w) (two solves).
+Gram form (wide A with ``assume_full_rank=True``; full row rank when damp = 0, any rank otherwise):
+    x* = A^T y,  y = G^{-1} b  (the same stacked solve with [A, damp I]; LstSq(A^T, x*, 0) at damp = 0),
+    y' = G^{-1} [ b' - A' x* - A A'^T y - 2 damp damp' y ],   x' = A'^T y + A^T y',
+with G^{-1} the inverse above applied to A^T. y comes from a solve, not from r / damp^2, which
+cancels where r is O(damp^2).
 
-Any rank, damp = 0 (``assume_full_rank=False``): the derivative of the pseudo-inverse at constant
-rank (Golub & Pereyra 1973), N^{-1} read as the pseudo-inverse N^+ = A^+ A^{+T}:
-    x' = N^+ [ A^T (b' - A' x*) + A'^T r ] + (I - A^+ A) A'^T t,   t = LstSq(A^T, x*, 0).
-With damp > 0 the normal form is already exact at any rank: no correction is due. (Where A is
-rank-deficient and damp tiny, N^{-1} is genuinely O(1 / damp^2) on null(A); the derivative in damp
-is then ill-posed for a matrix stored in floating point, whose rounding gives null(A) singular
-values of order eps ||A||.)
+Any rank (``assume_full_rank=False``), with c = t = LstSq(A^T, x*, 0) at damp = 0 and c = y otherwise
+(r = damp^2 y; y from whichever of the stacked solve and (b - A x*) / damp^2 has the smaller error
+bound, see ``_Rules.gram_multiplier_any_rank``):
+    x' = N^{-1} P [ A^T (b' - A' x*) + A'^T r - 2 damp damp' x* ] + (I - A^+ A) A'^T c,
+P the projector onto row(A). At damp = 0 this is the derivative of the pseudo-inverse at constant
+rank (Golub & Pereyra 1973), N^{-1} P read as N^+ = A^+ A^{+T}; at damp != 0 it is the exact
+derivative, with the row-space part (db, ddamp) kept apart from the O(1 / damp^2) null-space part so
+that the latter's rounding does not swamp the former. (The derivative in damp is still ill-posed for
+a rank-deficient matrix stored in floating point when damp is tiny: its rounding gives null(A)
+singular values of order eps ||A||.)
+
+Higher derivatives differentiate the ``custom_linear_solve`` of N (or G), which is exact where that
+operator is invertible; in the rank-deficient undamped case only first derivatives are exact.
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ import numpy as np
 
 from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
 from lsqlab.lsmr import NOT_LINEAR, LSMROptions, LstSqInfo, lsmr
-from lsqlab.operators import as_operator, is_concrete, matmul
+from lsqlab.operators import as_operator, check_damp, is_concrete, matmul
 from lsqlab.preconditioners import Preconditioned, Preconditioner, check_preconditioner_finite
-
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -79,7 +78,7 @@ def lstsq(
       reported in ``info.istop`` (7: iteration limit; 8: NaN/Inf met; 9: not trusted; 10: A(0) != 0),
       never raised under ``jit``.
     """
-    _check_damp(damp)
+    check_damp(damp)
     problem = as_operator(A, b, x0, domain)
     if preconditioner is not None:
         solver = Preconditioned(solver)
@@ -133,13 +132,3 @@ def _check_preconditioner(preconditioner: Preconditioner, shape: tuple[int, int]
             "a right preconditioner changes the minimum-norm solution of a wide undamped problem; "
             "use damp > 0 or no preconditioner"
         )
-
-
-def _check_damp(damp: float | jax.Array) -> None:
-    """Reject a non-scalar damp, and a negative or non-finite one when its value is known."""
-    if jnp.ndim(damp) != 0:
-        raise ValueError(f"damp must be a scalar, got shape {jnp.shape(damp)}")
-    if is_concrete(damp):
-        value = float(damp)
-        if not value >= 0 or value == float("inf"):
-            raise ValueError(f"damp must be finite and >= 0, got {value}")

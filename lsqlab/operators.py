@@ -144,6 +144,16 @@ def check_float(name: str, dtype: Any) -> None:
                         f"cast it with {name}.astype(jnp.float32)")
 
 
+def check_damp(damp: Any) -> None:
+    """Reject a non-scalar damp, and a negative or non-finite one when its value is known."""
+    if jnp.ndim(damp) != 0:
+        raise ValueError(f"damp must be a scalar, got shape {jnp.shape(damp)}")
+    if is_concrete(damp):
+        value = float(damp)
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"damp must be finite and >= 0, got {value}")
+
+
 def is_concrete(*trees: Any) -> bool:
     """True when no leaf is a tracer, so values can be inspected in Python."""
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))

@@ -28,7 +28,7 @@ from jax.scipy.linalg import solve_triangular
 
 from lsqlab.lsmr import LstSqInfo, verify_stop
 from lsqlab.operators import (
-    LinearMap, as_operator, check_finite, frobenius_norm, golub_kahan_products, is_concrete, linear_map, matmul,
+    LinearMap, as_operator, check_damp, check_finite, frobenius_norm, golub_kahan_products, linear_map, matmul,
 )
 
 
@@ -76,8 +76,8 @@ class Preconditioned:
     (and its recurrences can report convergence below it). Where that floor is above a tenth of the
     requested tolerance (the smaller nonzero one of atol and btol), A P is formed once per solve
     (2 m n k flops) and LSMR runs on a fixed, consistent matrix, as accurate as LSMR on a user-formed
-    A P. The user's solve ends with the stop test
-    checked on the true residual of the original problem (:func:`lsqlab.lsmr.verify_stop`).
+    A P. The user's solve ends with the stop test checked on the true residual of the original problem
+    (:func:`lsqlab.lsmr.verify_stop`).
     A wide undamped problem is solved without P (a right preconditioner would change its
     minimum-norm answer), decided by damp's value at run time.
     """
@@ -188,7 +188,7 @@ def _sparse_sign_sketch(A: jax.Array, key: jax.Array, s: int, nonzeros: int) -> 
 def column_scaling(A: Any, *, damp: float = 0.0, domain: Any = None) -> ColumnScaling:
     """Jacobi: P = diag(1 / sqrt(||a_j||^2 + damp^2)) (1 for zero columns). A function operator
     costs n products to find its column norms."""
-    _check_damp(damp)
+    check_damp(damp)
     op, dtype = _flat_map(A, domain)
     columns = A if not callable(A) else jax.vmap(op.mv, out_axes=1)(jnp.eye(op.shape[1], dtype=dtype))
     norms2 = jnp.sum(jnp.asarray(columns) ** 2, axis=0) + damp**2
@@ -232,7 +232,7 @@ def sketch_preconditioner(
     """
     if factorisation not in ("qr", "cholesky"):
         raise ValueError(f"factorisation must be 'qr' or 'cholesky', got {factorisation!r}")
-    _check_damp(damp)
+    check_damp(damp)
     if rcond is not None and not 0 <= rcond < 1:
         raise ValueError(f"rcond must be None or in [0, 1) (relative to the largest |R_jj|), got {rcond}")
     op, dtype = _flat_map(A, domain)
@@ -264,15 +264,6 @@ def sketch_preconditioner(
 def check_preconditioner_finite(preconditioner: Preconditioner) -> None:
     """Raise ValueError if the preconditioner's arrays are concrete and contain NaN or Inf."""
     check_finite("the preconditioner", preconditioner)
-
-
-def _check_damp(damp: float | jax.Array) -> None:
-    """Refuse a concrete damp that is negative, NaN or infinite (a traced one is not inspected)."""
-    if not is_concrete(damp):
-        return
-    value = float(damp)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"damp must be finite and >= 0, got {value}")
 
 
 def _sketch_rows(oversampling: float, n: int) -> int:
