@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lsqlab.operators import is_concrete
+
 Action = Callable[[jax.Array], jax.Array]
 
 
@@ -45,24 +47,77 @@ def equivariance(
     return constraint
 
 
-def sparsity(mask: Any) -> Callable[[Any], jax.Array]:
-    """c = theta_S: the parameters where ``mask`` is True must vanish.
+class Selection:
+    """c = theta_S - v_S: the parameters where ``mask`` is True must equal ``target`` (0 by default).
 
-    ``mask`` is a pytree of boolean arrays with the structure and shapes of the parameters (concrete:
-    the selected indices are fixed when the constraint is built). J is a selection matrix, J^+ = J^T,
-    so the solve on J converges in one iteration.
+    J selects the masked coordinates, so J J^T = I and J^+ = J^T. The projection needs no solve:
+
+        (I - J^+ J) u = where(mask, 0, u),      J^+ c = where(mask, theta - v, 0),
+
+    and :mod:`lsqlab.nullspace` uses these (elementwise on every leaf, so a sharded pytree stays
+    sharded and nothing is gathered). Called, a selection returns c as the 1-D array of the masked
+    entries (for penalties, checks and the generic solve path); that needs a concrete mask.
+
+    ``mask``: a pytree of boolean arrays with the structure and shapes of the parameters (NumPy or
+    JAX arrays, concrete or traced); ``target``: None or a pytree of that structure.
     """
-    indices = [np.flatnonzero(np.asarray(leaf, dtype=bool)) for leaf in jax.tree.leaves(mask)]
-    if sum(len(i) for i in indices) == 0:
-        raise ValueError("the mask selects no parameter")
-    mask_tree = jax.tree.structure(mask)
 
-    def constraint(params: Any) -> jax.Array:
-        if jax.tree.structure(params) != mask_tree:
-            raise ValueError(f"params {jax.tree.structure(params)} and mask {mask_tree} are different pytrees")
-        return jnp.concatenate([jnp.ravel(leaf)[idx] for leaf, idx in zip(jax.tree.leaves(params), indices)])
+    def __init__(self, mask: Any, target: Any = None):
+        self.mask = jax.tree.map(lambda leaf: jnp.asarray(leaf, bool), mask)
+        self.target = target
+        self._indices: list[np.ndarray] | None = None
+        if target is not None and jax.tree.structure(target) != jax.tree.structure(self.mask):
+            raise ValueError(
+                f"target {jax.tree.structure(target)} and mask {jax.tree.structure(self.mask)} are different pytrees")
+        if is_concrete(self.mask) and not any(np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(self.mask)):
+            raise ValueError("the mask selects no parameter")
 
-    return constraint
+    @property
+    def arrays(self) -> tuple[Any, Any]:
+        """(mask, target) as arrays: what the closed-form projection reads (target 0 when None)."""
+        return self.mask, self.target
+
+    def __call__(self, params: Any) -> jax.Array:
+        """c = theta_S - v_S as a 1-D array (the masked entries in leaf order)."""
+        self.check_params(params)
+        if self._indices is None:
+            if not is_concrete(self.mask):
+                raise ValueError("evaluating c as a 1-D array needs a concrete mask (use selection_residual)")
+            self._indices = [np.flatnonzero(np.asarray(leaf)) for leaf in jax.tree.leaves(self.mask)]
+        differences = selection_residual(self.arrays, params)
+        return jnp.concatenate([jnp.ravel(leaf)[idx] for leaf, idx in zip(jax.tree.leaves(differences), self._indices)])
+
+    def check_params(self, params: Any) -> None:
+        """Raise ValueError unless params has the mask's structure and shapes."""
+        if jax.tree.structure(params) != jax.tree.structure(self.mask):
+            raise ValueError(f"params {jax.tree.structure(params)} and mask {jax.tree.structure(self.mask)} "
+                             "are different pytrees")
+        for leaf, mask_leaf in zip(jax.tree.leaves(params), jax.tree.leaves(self.mask)):
+            if jnp.shape(leaf) != mask_leaf.shape:
+                raise ValueError(f"params has a leaf of shape {jnp.shape(leaf)} where the mask has {mask_leaf.shape}")
+
+
+def selection_residual(arrays: tuple[Any, Any], params: Any) -> Any:
+    """J^+ c = where(mask, theta - v, 0) for ``arrays = (mask, target)`` of a :class:`Selection`."""
+    mask, target = arrays
+    if target is None:
+        return jax.tree.map(lambda m, theta: jnp.where(m, theta, jnp.zeros_like(theta)), mask, params)
+    return jax.tree.map(lambda m, theta, v: jnp.where(m, theta - v, jnp.zeros_like(theta)), mask, params, target)
+
+
+def selection_tangent(arrays: tuple[Any, Any], update: Any) -> Any:
+    """(I - J^+ J) u = where(mask, 0, u) for ``arrays = (mask, target)`` of a :class:`Selection`."""
+    return jax.tree.map(lambda m, u: jnp.where(m, jnp.zeros_like(u), u), arrays[0], update)
+
+
+def sparsity(mask: Any) -> Selection:
+    """c = theta_S: the parameters where ``mask`` is True must vanish (a :class:`Selection`)."""
+    return Selection(mask)
+
+
+def fixed(mask: Any, values: Any) -> Selection:
+    """c = theta_S - v_S: the parameters where ``mask`` is True are held at ``values`` (a :class:`Selection`)."""
+    return Selection(mask, values)
 
 
 def conservativeness(field_fn: Callable[[Any, jax.Array], jax.Array]) -> Callable[..., jax.Array]:

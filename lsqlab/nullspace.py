@@ -6,8 +6,15 @@ sign convention: the update is *added* to the parameters),
     z = LstSq(J, J u + gamma c, 0)                      (one minimum-norm solve on the wide J)
     d = u - z = (I - J^+ J) u - gamma J^+ c
 
-so that c(theta + d) ~= (1 - gamma) c to first order. ``J v`` comes from ``jax.linearize`` (c is
-evaluated once per call) and ``J^T w`` is its transpose, derived by :func:`lsqlab.lstsq`.
+so that c(theta + d) ~= (1 - gamma) c to first order. ``J v`` comes from one ``jax.linearize`` per
+step (shared by every product of the step) and ``J^T w`` is its transpose.
+
+How z is found, by the constraint's structure:
+- a :class:`lsqlab.constraints.Selection` (sparsity masks, fixed coordinates): in closed form,
+  ``d = where(mask, -gamma (theta - v), u)``, elementwise, no solve;
+- any other constraint: LSMR on J from zero (default), or, in :func:`transform` with ``gram=``, CG on
+  the Gram form (J J^T) y = J u + gamma c, warm-started from the previous step's multipliers y and
+  optionally preconditioned (:mod:`lsqlab.multipliers`).
 
 :func:`project` applies this to one update; :func:`transform` wraps an optax optimiser so that a
 training loop takes constrained steps (see its docstring for why the order of projection and
@@ -23,14 +30,23 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from lsqlab.lsmr import STOP_REASONS, LstSqInfo
-from lsqlab.lstsq import lstsq
-from lsqlab.operators import check_finite, is_concrete
+from lsqlab import multipliers
+from lsqlab.constraints import Selection, selection_residual, selection_tangent
+from lsqlab.lsmr import STOP_REASONS, LSMROptions, LstSqInfo, lsmr
+from lsqlab.operators import LinearMap, check_finite, is_concrete
 
 Constraint = Callable[..., jax.Array]  # constraint(params, **constraint_args) -> c, a 1-D array
 
 ORDERS = ("both", "before", "after")
 NOT_PROJECTED = -1  # istop of a step that was not projected (warm-up)
+CLOSED_FORM = -2  # istop of a selection's step (no solve)
+GRAM_CONVERGED, GRAM_LIMIT = -3, -4  # istop of a Gram-form CG solve: rtol met / maxiter reached
+_REASONS = {
+    NOT_PROJECTED: "not projected (warm-up step)",
+    CLOSED_FORM: "closed form (a selection constraint: no solve)",
+    GRAM_CONVERGED: "Gram-form CG: ||J d + gamma c|| <= rtol ||J u + gamma c||",
+    GRAM_LIMIT: "Gram-form CG: iteration limit reached before rtol",
+}
 
 
 class ProjectionInfo(NamedTuple):
@@ -39,11 +55,13 @@ class ProjectionInfo(NamedTuple):
     violation: ||c(theta)||.
     linearized_violation: ||J d + gamma c||, the first-order violation after the step d (0 up to the
       solver tolerance when J has full row rank; > 0 when c is not in the range of J).
-    iterations: LSMR iterations, summed over the solves of the step.
-    istop: stop code of the last solve (``STOP_REASONS``; -1: step not projected, in warm-up).
-    conda: LSMR's estimate of cond(J) on the Krylov space it explored.
+    iterations: solver iterations, summed over the solves of the step (0 for a selection).
+    istop: stop code of the last solve: LSMR's (``STOP_REASONS``) or one of -1 (not projected, in
+      warm-up), -2 (closed form), -3/-4 (Gram-form CG met rtol / hit maxiter); ``reason`` reads it.
+    conda: LSMR's estimate of cond(J) on the Krylov space it explored (NaN for the other solvers).
     redundancy: estimate of m - rank(J) from one Gaussian probe w, m ||(I - J J^+) w||^2 / ||w||^2
       (0 up to solver tolerance at full row rank); NaN unless ``probe_rank=True``.
+    preconditioner_age: steps since the Gram form's preconditioner was built (-1: none).
     """
 
     violation: jax.Array
@@ -52,21 +70,23 @@ class ProjectionInfo(NamedTuple):
     istop: jax.Array
     conda: jax.Array
     redundancy: jax.Array
+    preconditioner_age: jax.Array
 
     @property
     def reason(self) -> str:
         """Readable stop reason of the last solve (needs a concrete, unbatched ``istop``)."""
         code = int(self.istop)
-        return "not projected (warm-up step)" if code == NOT_PROJECTED else STOP_REASONS[code]
+        return _REASONS[code] if code < 0 else STOP_REASONS[code]
 
 
 class _Linearized(NamedTuple):
-    """c(theta) and v -> J v at one theta, with the options of the solves on J."""
+    """c(theta), v -> J v and w -> J^T w at one theta, with the LSMR options of the solves on J."""
 
     c: jax.Array
     jvp: Callable[[Any], jax.Array]
+    vjp: Callable[[jax.Array], Any]
     params: Any
-    solve_options: dict
+    options: LSMROptions
 
 
 def project(
@@ -85,11 +105,12 @@ def project(
     """Project an update onto the constraint's tangent space and add a correction towards c = 0.
 
     Returns ``d = (I - J^+ J) u - gamma J^+ c`` (J = dc/dtheta at ``params``), computed as
-    ``u - LstSq(J, J u + gamma c)``, and a :class:`ProjectionInfo`.
+    ``u - LstSq(J, J u + gamma c)`` (in closed form for a :class:`~lsqlab.constraints.Selection`),
+    and a :class:`ProjectionInfo`.
 
     Args:
       constraint: ``constraint(params, **constraint_args) -> c``, a 1-D array with fewer entries than
-        there are parameters.
+        there are parameters, or a :class:`~lsqlab.constraints.Selection`.
       params, update: pytrees of the same structure and shapes.
       gamma: fraction of the violation removed per step, in [0, 1].
       atol, btol, conlim, maxiter: LSMR stopping rules of the solve on J (``maxiter=None``: 2 m + 10).
@@ -99,8 +120,11 @@ def project(
     """
     _check_same_structure(params, update)
     _check_gamma(gamma)
-    lin = _linearize(constraint, params, constraint_args, dict(atol=atol, btol=btol, conlim=conlim, maxiter=maxiter))
-    projected, info = _project_linearized(lin, update, gamma)
+    if isinstance(constraint, Selection):
+        _check_selection(constraint, params, constraint_args)
+        return _project_selection(constraint.arrays, params, update, gamma, tangent=True)
+    lin = _linearize(constraint, params, constraint_args, _lsmr_options(atol, btol, conlim, maxiter))
+    projected, info = _project_lsmr(lin, update, gamma)
     if probe_rank:
         info = info._replace(redundancy=_redundancy(lin))
     return projected, info
@@ -117,6 +141,8 @@ def transform(
     btol: float = 1e-10,
     conlim: float = 1e12,
     maxiter: int | None = None,
+    gram: multipliers.GramCG | None = None,
+    num_constraints: int | None = None,
     probe_rank: bool = False,
 ) -> Any:
     """Wrap an optax optimiser ``base`` so that each step satisfies c(theta) = 0 to first order.
@@ -132,13 +158,18 @@ def transform(
     leave the tangent space (a constraint violation that persists at larger learning rates); "both"
     has neither defect, for two solves per step ("after": one). Measured in tests/test_nullspace.py.
 
+    The solves: closed form for a :class:`~lsqlab.constraints.Selection` (its mask is kept in the
+    state as arrays, so a compiled step does not embed it as a constant); else LSMR from zero with
+    ``atol, btol, conlim, maxiter``; or, with ``gram=GramCG(...)``, CG on (J J^T) y = rhs, each of
+    the step's solves warm-started from its own multipliers of the previous step, with an optional
+    Nystrom preconditioner rebuilt every ``refresh_every`` steps (see :mod:`lsqlab.multipliers`).
+
     Steps ``0 .. warmup_steps - 1`` are plain ``base`` updates; step ``warmup_steps`` is the first
     projected one (``warmup_steps=0``: every step is projected).
 
     Returns an ``optax.GradientTransformationExtraArgs`` whose
     ``update(updates, state, params, **constraint_args)`` passes ``constraint_args`` on to
-    ``constraint``. Its state is a :class:`NullSpaceState` (base state, step count, last
-    :class:`ProjectionInfo`).
+    ``constraint``. Its state is a :class:`NullSpaceState`.
     """
     import optax  # optional dependency: only the optax wrapper needs it
 
@@ -147,59 +178,154 @@ def transform(
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     _check_gamma(gamma)
+    selection = isinstance(constraint, Selection)
+    if gram is not None:
+        if selection:
+            raise ValueError("a Selection is projected in closed form: leave gram=None")
+        gram.check()
     base = optax.with_extra_args_support(base)
-    solve_options = dict(atol=atol, btol=btol, conlim=conlim, maxiter=maxiter)
+    options = _lsmr_options(atol, btol, conlim, maxiter)
 
     def init(params: Any) -> NullSpaceState:
         dtype = ravel_pytree(params)[0].dtype
-        return NullSpaceState(base.init(params), jnp.zeros([], jnp.int32), _unprojected_info(dtype))
+        if selection:
+            constraint.check_params(params)
+            solver_state = constraint.arrays
+        elif gram is not None:
+            solver_state = _GramState.empty(_constraint_count(constraint, params, num_constraints), dtype, gram)
+        else:
+            solver_state = None
+        return NullSpaceState(base.init(params), jnp.zeros([], jnp.int32), _unprojected_info(dtype), solver_state)
+
+    def projector(params: Any, state: NullSpaceState, constraint_args: dict) -> tuple[_Projector, Any]:
+        """The step's two projections (tangent: u -> P u; full: u -> P u + k, or u + k) and the solver
+        state they start from; each maps (u, solver state) to (d, info, solver state)."""
+        if selection:
+            arrays = state.solver_state
+            return _Projector(
+                lambda u, s: (*_project_selection(arrays, params, u, 0.0, tangent=True), s),
+                lambda u, tangent, s: (*_project_selection(arrays, params, u, gamma, tangent=tangent), s),
+            ), arrays
+        lin = _linearize(constraint, params, constraint_args, options)
+        if gram is None:
+            return _Projector(
+                lambda u, s: (*_project_lsmr(lin, u, 0.0), s),
+                lambda u, tangent, s: (*_project_lsmr(lin, u, gamma, tangent=tangent), s),
+            ), None
+        return _Projector(
+            lambda u, s: _project_gram(lin, u, 0.0, True, "y_tangent", s, gram),
+            lambda u, tangent, s: _project_gram(lin, u, gamma, tangent, "y_step", s, gram),
+        ), _GramState.refreshed(state.solver_state, lin, gram, state.count)
 
     def projected_step(updates: Any, state: NullSpaceState, params: Any, constraint_args: dict):
-        lin = _linearize(constraint, params, constraint_args, solve_options)
+        projection, solver_state = projector(params, state, constraint_args)
         if order == "after":
             step, base_state = base.update(updates, state.base_state, params)
-            step, info = _project_linearized(lin, step, gamma)
+            step, info, solver_state = projection.full(step, True, solver_state)
         else:
-            tangent_grad, grad_info = _project_linearized(lin, updates, 0.0)
+            tangent_grad, grad_info, solver_state = projection.tangent(updates, solver_state)
             step, base_state = base.update(tangent_grad, state.base_state, params)
-            step, info = _project_linearized(lin, step, gamma, tangent=order == "both")
+            step, info, solver_state = projection.full(step, order == "both", solver_state)
             info = info._replace(iterations=info.iterations + grad_info.iterations)
-        if probe_rank:
-            info = info._replace(redundancy=_redundancy(lin))
-        return step, base_state, info
+        if probe_rank and not selection:
+            info = info._replace(redundancy=_redundancy(_linearize(constraint, params, constraint_args, options)))
+        return step, base_state, info, solver_state
 
     def plain_step(updates: Any, state: NullSpaceState, params: Any):
         step, base_state = base.update(updates, state.base_state, params)
-        return step, base_state, _unprojected_info(ravel_pytree(params)[0].dtype)
+        return step, base_state, _unprojected_info(ravel_pytree(params)[0].dtype), state.solver_state
 
     def update(updates: Any, state: NullSpaceState, params: Any = None, **constraint_args: Any):
         if params is None:
             raise ValueError("the null-space transform needs params: call update(updates, state, params)")
         _check_same_structure(params, updates)
+        if selection:
+            _check_selection(constraint, params, constraint_args)
         if warmup_steps == 0:
-            step, base_state, info = projected_step(updates, state, params, constraint_args)
+            step, base_state, info, solver_state = projected_step(updates, state, params, constraint_args)
         else:
-            step, base_state, info = jax.lax.cond(
+            step, base_state, info, solver_state = jax.lax.cond(
                 state.count < warmup_steps,
                 lambda: plain_step(updates, state, params),
                 lambda: projected_step(updates, state, params, constraint_args),
             )
         count = state.count + jnp.ones([], jnp.int32)
-        return step, NullSpaceState(base_state, count, info)
+        return step, NullSpaceState(base_state, count, info, solver_state)
 
     return optax.GradientTransformationExtraArgs(init, update)
 
 
 class NullSpaceState(NamedTuple):
-    """State of :func:`transform`: the base optimiser's state, steps taken, last diagnostics."""
+    """State of :func:`transform`: the base optimiser's state, steps taken, last diagnostics, and what
+    the solves keep between steps (a selection's (mask, target); the Gram form's multipliers and
+    preconditioner; None for LSMR)."""
 
     base_state: Any
     count: jax.Array
     info: ProjectionInfo
+    solver_state: Any = None
 
 
-def _linearize(constraint: Constraint, params: Any, constraint_args: dict, solve_options: dict) -> _Linearized:
-    """c(theta) and v -> J v from one ``jax.linearize`` (c evaluated once); checks m < p and finiteness."""
+class _GramState(NamedTuple):
+    """Multipliers of the previous step's two solves, the preconditioner and its age in steps (-1: never built)."""
+
+    y_tangent: jax.Array
+    y_step: jax.Array
+    preconditioner: multipliers.Nystrom
+    age: jax.Array
+
+    @staticmethod
+    def empty(m: int, dtype: Any, gram: multipliers.GramCG) -> "_GramState":
+        """Zero multipliers and a preconditioner never built."""
+        zeros = jnp.zeros(m, dtype)
+        basis = multipliers.Nystrom(jnp.zeros((m, gram.rank), dtype), jnp.ones(gram.rank, dtype))
+        return _GramState(zeros, zeros, basis, jnp.full([], -1, jnp.int32))
+
+    @staticmethod
+    def refreshed(state: "_GramState", lin: _Linearized, gram: multipliers.GramCG, count: jax.Array) -> "_GramState":
+        """Zero multipliers when not warm-starting or at the first step; the preconditioner rebuilt
+        when it is ``refresh_every`` steps old (or was never built)."""
+        m, dtype = lin.c.shape[0], lin.c.dtype
+        if state.y_tangent.shape != (m,):
+            raise ValueError(f"the constraint returned {m} entries, but the transform's state holds "
+                             f"{state.y_tangent.shape[0]} multipliers: initialise it with params of this problem")
+        if not gram.warm_start:
+            state = state._replace(y_tangent=jnp.zeros(m, dtype), y_step=jnp.zeros(m, dtype))
+        if gram.rank == 0:
+            return state
+        age = jnp.where(state.age < 0, -1, state.age + 1)
+        stale = (age < 0) | (age >= gram.refresh_every)
+        key = jax.random.fold_in(jax.random.PRNGKey(0), count)
+        preconditioner = jax.lax.cond(
+            stale, lambda: multipliers.nystrom(lin.jvp, lin.vjp, m, gram.rank, key, dtype), lambda: state.preconditioner)
+        return state._replace(preconditioner=preconditioner, age=jnp.where(stale, 0, age).astype(jnp.int32))
+
+
+class _Projector(NamedTuple):
+    tangent: Callable[[Any, Any], tuple[Any, ProjectionInfo, Any]]
+    full: Callable[[Any, bool, Any], tuple[Any, ProjectionInfo, Any]]
+
+
+def _constraint_count(constraint: Constraint, params: Any, num_constraints: int | None) -> int:
+    """m, to size the multipliers at init: given, or from ``constraint(params)`` (shapes only)."""
+    if num_constraints is not None:
+        return num_constraints
+    try:
+        return jax.eval_shape(constraint, params).shape[0]
+    except TypeError as error:
+        raise ValueError("the Gram form keeps m multipliers in its state: pass num_constraints=m to transform "
+                         f"when the constraint needs arguments ({error})") from None
+
+
+def _lsmr_options(atol: float, btol: float, conlim: float, maxiter: int | None) -> LSMROptions:
+    options = LSMROptions(atol, btol, conlim, maxiter)
+    options.check_static()
+    return options
+
+
+def _linearize(constraint: Constraint, params: Any, constraint_args: dict, options: LSMROptions) -> _Linearized:
+    """c(theta), v -> J v and its transpose from one ``jax.linearize`` (c evaluated once); checks m < p
+    and finiteness."""
     c, jvp = jax.linearize(lambda theta: constraint(theta, **constraint_args), params)
     if not (isinstance(c, jax.Array) and c.ndim == 1):
         raise ValueError(f"the constraint must return a 1-D array, got {jax.tree.map(jnp.shape, c)}")
@@ -210,19 +336,26 @@ def _linearize(constraint: Constraint, params: Any, constraint_args: dict, solve
             "the null-space method needs fewer constraints than parameters"
         )
     check_finite("the constraint value c(params)", c)
-    return _Linearized(c, jvp, params, solve_options)
+    transpose = jax.linear_transpose(jvp, params)
+    return _Linearized(c, jvp, lambda w: transpose(w)[0], params, options)
 
 
-def _solve(lin: _Linearized, rhs: jax.Array) -> tuple[Any, LstSqInfo]:
-    """Minimum-norm z with J z = rhs (least squares if rhs is not in the range of J)."""
-    options = dict(lin.solve_options)
-    if options["maxiter"] is None:
-        options["maxiter"] = 2 * lin.c.shape[0] + 10
-    return lstsq(lin.jvp, rhs, domain=lin.params, **options)
+def _lsmr_on_j(lin: _Linearized, rhs: jax.Array) -> tuple[Any, LstSqInfo]:
+    """Minimum-norm z with J z = rhs (least squares if rhs is not in the range of J), by LSMR from zero
+    on the flattened J (called directly: the products are linear by construction, nothing to check
+    or differentiate)."""
+    flat_params, unravel = ravel_pytree(lin.params)
+    m, p = lin.c.shape[0], flat_params.shape[0]
+    operator = LinearMap(mv=lambda v: lin.jvp(unravel(v)), rmv=lambda w: ravel_pytree(lin.vjp(w))[0], shape=(m, p))
+    options = lin.options
+    if options.maxiter is None:
+        options = LSMROptions(options.atol, options.btol, options.conlim, 2 * m + 10)
+    z, info = lsmr(operator, rhs, 0.0, None, options)
+    return unravel(z), info
 
 
-def _project_linearized(lin: _Linearized, update: Any, gamma: Any, tangent: bool = True) -> tuple[Any, ProjectionInfo]:
-    """d = (I - J^+ J) u - gamma J^+ c (``tangent=False``: d = u - gamma J^+ c), as u - LstSq(J, rhs)."""
+def _right_hand_side(lin: _Linearized, update: Any, gamma: Any, tangent: bool) -> tuple[Any, jax.Array]:
+    """The update in the parameters' dtypes, checked, and rhs = J u + gamma c (``tangent=False``: gamma c)."""
     update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, lin.params)
     check_finite("the update", update)
     rhs = gamma * lin.c
@@ -230,30 +363,74 @@ def _project_linearized(lin: _Linearized, update: Any, gamma: Any, tangent: bool
         jacobian_update = lin.jvp(update)
         check_finite("J u (the constraint's Jacobian at params applied to the update)", jacobian_update)
         rhs = jacobian_update + rhs
-    z, solve_info = _solve(lin, rhs)
+    return update, rhs
+
+
+def _project_lsmr(lin: _Linearized, update: Any, gamma: Any, tangent: bool = True) -> tuple[Any, ProjectionInfo]:
+    """d = (I - J^+ J) u - gamma J^+ c (``tangent=False``: d = u - gamma J^+ c), as u - LstSq(J, rhs)."""
+    update, rhs = _right_hand_side(lin, update, gamma, tangent)
+    z, solve_info = _lsmr_on_j(lin, rhs)
     projected = jax.tree.map(jnp.subtract, update, z)
-    info = ProjectionInfo(
-        violation=jnp.linalg.norm(lin.c),
-        linearized_violation=jnp.linalg.norm(lin.jvp(projected) + gamma * lin.c),
-        iterations=solve_info.iterations,
-        istop=solve_info.istop,
-        conda=solve_info.conda,
-        redundancy=jnp.full([], jnp.nan, lin.c.dtype),
-    )
+    info = _info(lin.c, jnp.linalg.norm(lin.jvp(projected) + gamma * lin.c), solve_info.iterations,
+                 solve_info.istop, solve_info.conda)
     return projected, info
+
+
+def _project_gram(lin: _Linearized, update: Any, gamma: Any, tangent: bool, slot: str, state: _GramState,
+                  gram: multipliers.GramCG) -> tuple[Any, ProjectionInfo, _GramState]:
+    """d = u - J^T y, (J J^T) y = rhs by CG from the multipliers in ``state``'s ``slot``, which then
+    hold y (the next step's warm start)."""
+    update, rhs = _right_hand_side(lin, update, gamma, tangent)
+    preconditioner = state.preconditioner if gram.rank else multipliers.identity(lin.c.shape[0], lin.c.dtype)
+    solution = multipliers.solve(lin.jvp, lin.vjp, rhs, getattr(state, slot), preconditioner, gram)
+    projected = jax.tree.map(jnp.subtract, update, solution.z)
+    met = solution.residual_norm <= gram.rtol * jnp.linalg.norm(rhs)
+    info = _info(lin.c, solution.residual_norm, solution.iterations, jnp.where(met, GRAM_CONVERGED, GRAM_LIMIT),
+                 jnp.full([], jnp.nan, lin.c.dtype))
+    age = state.age if gram.rank else jnp.full([], -1, jnp.int32)
+    return projected, info._replace(preconditioner_age=age), state._replace(**{slot: solution.y})
+
+
+def _project_selection(arrays: tuple[Any, Any], params: Any, update: Any, gamma: Any,
+                       tangent: bool) -> tuple[Any, ProjectionInfo]:
+    """d = where(mask, 0, u) - gamma where(mask, theta - v, 0) (``tangent=False``: u - gamma J^+ c),
+    elementwise on every leaf."""
+    update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, params)
+    check_finite("the update", update)
+    correction = selection_residual(arrays, params)  # J^+ c, zero off the mask
+    kept = selection_tangent(arrays, update) if tangent else update
+    projected = jax.tree.map(lambda u, r: u - gamma * r, kept, correction)
+    after = selection_residual((arrays[0], None), jax.tree.map(lambda d, r: d + gamma * r, projected, correction))
+    dtype = ravel_pytree(params)[0].dtype
+    info = _info(None, _tree_norm(after), jnp.zeros([], jnp.int32), jnp.full([], CLOSED_FORM, jnp.int32),
+                 jnp.ones([], dtype), violation=_tree_norm(correction))
+    return projected, info
+
+
+def _info(c: jax.Array | None, linearized_violation: jax.Array, iterations: jax.Array, istop: jax.Array,
+          conda: jax.Array, violation: jax.Array | None = None) -> ProjectionInfo:
+    violation = jnp.linalg.norm(c) if violation is None else violation
+    nan = jnp.full([], jnp.nan, violation.dtype)
+    return ProjectionInfo(violation, linearized_violation, jnp.asarray(iterations, jnp.int32),
+                          jnp.asarray(istop, jnp.int32), conda, nan, jnp.full([], -1, jnp.int32))
+
+
+def _tree_norm(tree: Any) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
 
 
 def _redundancy(lin: _Linearized) -> jax.Array:
     """m ||(I - J J^+) w||^2 / ||w||^2 for a fixed Gaussian w: an estimate of m - rank(J)."""
     m = lin.c.shape[0]
     w = jnp.asarray(np.random.default_rng(0).standard_normal(m), lin.c.dtype)
-    _, info = _solve(lin, w)
+    _, info = _lsmr_on_j(lin, w)
     return m * info.normr**2 / jnp.sum(w**2)
 
 
 def _unprojected_info(dtype: Any) -> ProjectionInfo:
     nan = jnp.full([], jnp.nan, dtype)
-    return ProjectionInfo(nan, nan, jnp.zeros([], jnp.int32), jnp.full([], NOT_PROJECTED, jnp.int32), nan, nan)
+    return ProjectionInfo(nan, nan, jnp.zeros([], jnp.int32), jnp.full([], NOT_PROJECTED, jnp.int32), nan, nan,
+                          jnp.full([], -1, jnp.int32))
 
 
 def _check_gamma(gamma: float | jax.Array) -> None:
@@ -273,3 +450,9 @@ def _check_same_structure(params: Any, update: Any) -> None:
     for p_leaf, u_leaf in zip(jax.tree.leaves(params), jax.tree.leaves(update)):
         if jnp.shape(p_leaf) != jnp.shape(u_leaf):
             raise ValueError(f"update has a leaf of shape {jnp.shape(u_leaf)} where params has {jnp.shape(p_leaf)}")
+
+
+def _check_selection(constraint: Selection, params: Any, constraint_args: dict) -> None:
+    if constraint_args:
+        raise ValueError(f"a Selection takes no constraint arguments, got {sorted(constraint_args)}")
+    constraint.check_params(params)

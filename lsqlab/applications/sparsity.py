@@ -154,15 +154,11 @@ def hard_mask(base: optax.GradientTransformation, mask: Params) -> optax.Gradien
 
 
 def nullspace_optimizer(base: optax.GradientTransformation, mask: Params, *, gamma: float = 1.0,
-                        order: str = "both", maxiter: int = 10) -> Any:
+                        order: str = "both") -> Any:
     """``base`` through the null-space transform for c = theta_S (gamma = 1: theta_S = 0 after the
-    first step; gamma < 1: theta_S shrinks by the factor 1 - gamma per step).
-
-    ``maxiter`` bounds each LSMR solve; a selection converges in one iteration, and the library's
-    default (2 m + 10) would let a float32 solve that misses its tolerance run for ~2m iterations.
-    """
-    constraint = constraints.sparsity(mask)
-    return nullspace.transform(base, constraint, gamma=gamma, order=order, maxiter=maxiter)
+    first step; gamma < 1: theta_S shrinks by the factor 1 - gamma per step). The constraint is a
+    :class:`lsqlab.constraints.Selection`, so each projection is a mask in closed form (no solve)."""
+    return nullspace.transform(base, constraints.sparsity(mask), gamma=gamma, order=order)
 
 
 # -------------------------------------------------------------------------------------------- training
