@@ -16,7 +16,11 @@ more pair (the residual of y0). The stop test is relative: ||r - J J^T y|| <= rt
 ||r - J z|| is the first-order violation the step leaves (in CG's recurrence, which equals the true
 residual in exact arithmetic; see tests/test_multipliers.py for how close it stays).
 Rank-deficient J (redundant constraints) with r outside the range of J has no Gram solution: CG then
-stops at ``maxiter`` with a residual that does not shrink; use LSMR there.
+stops at ``maxiter`` with a residual that does not shrink; use LSMR or :class:`GramDense` there.
+
+For few constraints (m up to a few hundred), :class:`GramDense` forms J itself (m VJPs in one
+batched pass) and J J^T's eigendecomposition once per step; both solves of the step reuse them, and
+the pseudo-inverse of J J^T makes the answer the minimum-norm least-squares one at any rank.
 """
 
 from __future__ import annotations
@@ -90,7 +94,8 @@ def nystrom(jvp: Jvp, vjp: Vjp, m: int, rank: int, key: jax.Array, dtype: Any) -
     lambda = Sigma^2 - nu). Then M = U diag(lambda_min / lambda) U^T + (I - U U^T).
 
     The thin SVD of B comes from the eigendecomposition of the rank x rank B^T B (cheap on a CPU,
-    where a QR of a tall m x rank matrix is slow in XLA)."""
+    where a QR of a tall m x rank matrix is slow in XLA). A rank above m is taken as m."""
+    rank = min(rank, m)
     if rank == 0:
         return identity(m, dtype)
     omega = jax.random.normal(key, (m, rank), dtype)
@@ -141,3 +146,45 @@ def solve(jvp: Jvp, vjp: Vjp, rhs: jax.Array, y0: jax.Array, preconditioner: Nys
     start = (y0, z, residual, preconditioned, rho, jnp.zeros([], jnp.int32))
     y, z, r, _, _, k = jax.lax.while_loop(not_done, iterate, start)
     return Solution(y, z, jnp.linalg.norm(r), k)
+
+
+class GramDense(NamedTuple):
+    """Options of the dense Gram form: J formed by m VJPs, (J J^T)^+ by an eigendecomposition.
+
+    rcond: eigenvalues of J J^T below rcond * the largest are treated as 0 (rank deficiency;
+    rcond ~ eps(dtype) * m when None, i.e. cond(J) up to about 1 / sqrt(rcond)).
+    """
+
+    rcond: float | None = None
+
+    def check(self) -> None:
+        if self.rcond is not None and not (0 <= self.rcond < 1):
+            raise ValueError(f"rcond must be in [0, 1), got {self.rcond}")
+
+
+class DenseFactor(NamedTuple):
+    """J's rows (a pytree with a leading axis of m) and the eigendecomposition of J J^T, its small
+    eigenvalues' inverses set to 0."""
+
+    rows: Any
+    gram: jax.Array
+    vectors: jax.Array
+    inverse_values: jax.Array
+
+
+def dense_factor(vjp: Vjp, m: int, dtype: Any, options: GramDense) -> DenseFactor:
+    """J by ``vmap`` of the VJP over the m unit vectors, G = J J^T, G = V diag(w) V^T."""
+    rows = jax.vmap(vjp)(jnp.eye(m, dtype=dtype))
+    flat = jnp.concatenate([jnp.reshape(leaf, (m, -1)) for leaf in jax.tree.leaves(rows)], axis=1)
+    gram = flat @ flat.T
+    values, vectors = jnp.linalg.eigh(gram)
+    rcond = jnp.finfo(dtype).eps * m if options.rcond is None else options.rcond
+    keep = values > rcond * jnp.max(values)
+    return DenseFactor(rows, gram, vectors, jnp.where(keep, 1 / jnp.where(keep, values, 1), 0))
+
+
+def dense_solve(factor: DenseFactor, rhs: jax.Array) -> Solution:
+    """y = (J J^T)^+ rhs, z = J^T y from the stored rows (no product with the constraint)."""
+    y = factor.vectors @ (factor.inverse_values * (factor.vectors.T @ rhs))
+    z = jax.tree.map(lambda rows: jnp.tensordot(y, rows, axes=1), factor.rows)
+    return Solution(y, z, jnp.linalg.norm(rhs - factor.gram @ y), jnp.zeros([], jnp.int32))

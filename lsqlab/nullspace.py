@@ -41,11 +41,13 @@ ORDERS = ("both", "before", "after")
 NOT_PROJECTED = -1  # istop of a step that was not projected (warm-up)
 CLOSED_FORM = -2  # istop of a selection's step (no solve)
 GRAM_CONVERGED, GRAM_LIMIT = -3, -4  # istop of a Gram-form CG solve: rtol met / maxiter reached
+GRAM_DENSE = -5  # istop of a dense Gram-form solve (J formed, pseudo-inverse of J J^T)
 _REASONS = {
     NOT_PROJECTED: "not projected (warm-up step)",
     CLOSED_FORM: "closed form (a selection constraint: no solve)",
     GRAM_CONVERGED: "Gram-form CG: ||J d + gamma c|| <= rtol ||J u + gamma c||",
     GRAM_LIMIT: "Gram-form CG: iteration limit reached before rtol",
+    GRAM_DENSE: "dense Gram form: J formed, (J J^T)^+ by eigendecomposition",
 }
 
 
@@ -141,7 +143,7 @@ def transform(
     btol: float = 1e-10,
     conlim: float = 1e12,
     maxiter: int | None = None,
-    gram: multipliers.GramCG | None = None,
+    gram: multipliers.GramCG | multipliers.GramDense | None = None,
     num_constraints: int | None = None,
     probe_rank: bool = False,
 ) -> Any:
@@ -162,7 +164,10 @@ def transform(
     state as arrays, so a compiled step does not embed it as a constant); else LSMR from zero with
     ``atol, btol, conlim, maxiter``; or, with ``gram=GramCG(...)``, CG on (J J^T) y = rhs, each of
     the step's solves warm-started from its own multipliers of the previous step, with an optional
-    Nystrom preconditioner rebuilt every ``refresh_every`` steps (see :mod:`lsqlab.multipliers`).
+    Nystrom preconditioner rebuilt every ``refresh_every`` steps (``num_constraints`` = m is needed
+    when the constraint takes arguments, to size the multipliers at init); or, with
+    ``gram=GramDense()`` for small m, J formed once per step and (J J^T)^+ shared by both solves
+    (see :mod:`lsqlab.multipliers`).
 
     Steps ``0 .. warmup_steps - 1`` are plain ``base`` updates; step ``warmup_steps`` is the first
     projected one (``warmup_steps=0``: every step is projected).
@@ -191,7 +196,7 @@ def transform(
         if selection:
             constraint.check_params(params)
             solver_state = constraint.arrays
-        elif gram is not None:
+        elif isinstance(gram, multipliers.GramCG):
             solver_state = _GramState.empty(_constraint_count(constraint, params, num_constraints), dtype, gram)
         else:
             solver_state = None
@@ -211,6 +216,12 @@ def transform(
             return _Projector(
                 lambda u, s: (*_project_lsmr(lin, u, 0.0), s),
                 lambda u, tangent, s: (*_project_lsmr(lin, u, gamma, tangent=tangent), s),
+            ), None
+        if isinstance(gram, multipliers.GramDense):
+            factor = multipliers.dense_factor(lin.vjp, lin.c.shape[0], lin.c.dtype, gram)
+            return _Projector(
+                lambda u, s: (*_project_dense(lin, u, 0.0, True, factor), s),
+                lambda u, tangent, s: (*_project_dense(lin, u, gamma, tangent, factor), s),
             ), None
         return _Projector(
             lambda u, s: _project_gram(lin, u, 0.0, True, "y_tangent", s, gram),
@@ -278,7 +289,8 @@ class _GramState(NamedTuple):
     def empty(m: int, dtype: Any, gram: multipliers.GramCG) -> "_GramState":
         """Zero multipliers and a preconditioner never built."""
         zeros = jnp.zeros(m, dtype)
-        basis = multipliers.Nystrom(jnp.zeros((m, gram.rank), dtype), jnp.ones(gram.rank, dtype))
+        rank = min(gram.rank, m)
+        basis = multipliers.Nystrom(jnp.zeros((m, rank), dtype), jnp.ones(rank, dtype))
         return _GramState(zeros, zeros, basis, jnp.full([], -1, jnp.int32))
 
     @staticmethod
@@ -389,6 +401,16 @@ def _project_gram(lin: _Linearized, update: Any, gamma: Any, tangent: bool, slot
                  jnp.full([], jnp.nan, lin.c.dtype))
     age = state.age if gram.rank else jnp.full([], -1, jnp.int32)
     return projected, info._replace(preconditioner_age=age), state._replace(**{slot: solution.y})
+
+
+def _project_dense(lin: _Linearized, update: Any, gamma: Any, tangent: bool,
+                   factor: multipliers.DenseFactor) -> tuple[Any, ProjectionInfo]:
+    """d = u - J^T (J J^T)^+ rhs with J formed (``factor``)."""
+    update, rhs = _right_hand_side(lin, update, gamma, tangent)
+    solution = multipliers.dense_solve(factor, rhs)
+    projected = jax.tree.map(jnp.subtract, update, solution.z)
+    return projected, _info(lin.c, solution.residual_norm, solution.iterations, jnp.asarray(GRAM_DENSE),
+                            jnp.full([], jnp.nan, lin.c.dtype))
 
 
 def _project_selection(arrays: tuple[Any, Any], params: Any, update: Any, gamma: Any,

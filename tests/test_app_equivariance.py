@@ -73,13 +73,13 @@ def test_group_average_is_invariant_to_rounding(rng, dtype, tolerance):
 
 def test_null_space_training_keeps_the_collocation_images_invariant(trained, prepared):
     """||c|| ends far below the plain model's: each step removes half of c (gamma = 0.5) and what stays
-    is the second-order drift of the step and the error of the 20-iteration solves (measured here:
-    ||c|| ~ 2e-3 of the plain model's, relative invariance error ~ 5e-3)."""
+    is the second-order drift of the step and the error of the 3-iteration preconditioned Gram-form
+    solves (the Nystrom preconditioner here has the full rank m = 120, so they are nearly exact)."""
     plain, constrained = (eq.evaluate(trained[m], prepared) for m in ("plain", "null_space"))
     assert constrained["violation"] < 2e-2 * plain["violation"]
     assert constrained["inv_err_collocation"] < 2e-2 < 0.5 < plain["inv_err_collocation"]
-    assert 2 <= constrained["lsmr_iterations"] <= 2 * TINY.maxiter  # two solves per step ("both")
-    assert np.isnan(plain["lsmr_iterations"])
+    assert 0 <= constrained["solver_iterations"] <= 2 * TINY.gram.maxiter  # two solves per step ("both")
+    assert np.isnan(plain["solver_iterations"])
 
 
 def test_invariance_on_four_collocation_images_does_not_carry_over_to_held_out_images(trained, prepared):

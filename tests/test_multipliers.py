@@ -152,3 +152,39 @@ def test_gram_form_needs_the_constraint_count_when_the_constraint_takes_argument
 def test_bad_gram_options_are_refused(bad):
     with pytest.raises(ValueError, match="must be"):
         nullspace.transform(optax.sgd(0.1), curved, gamma=1.0, gram=multipliers.GramCG(**bad))
+
+
+@pytest.mark.parametrize("order", ["both", "after"])
+def test_transform_in_dense_gram_form_follows_the_lsmr_transform(rng, order):
+    params = {"w": jnp.asarray(rng.standard_normal(12))}
+    loss = lambda p: jnp.sum((p["w"] - 0.5) ** 2) + jnp.sum(jnp.cos(p["w"]))  # noqa: E731
+
+    def train(tx, steps=30):
+        def step(carry, _):
+            p, state = carry
+            updates, state = tx.update(jax.grad(loss)(p), state, p)
+            return (optax.apply_updates(p, updates), state), state.info
+
+        return jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), None, steps))(params)
+
+    (exact, _), _ = train(nullspace.transform(optax.adam(0.05), curved, gamma=0.5, order=order))
+    (dense, _), infos = train(nullspace.transform(optax.adam(0.05), curved, gamma=0.5, order=order,
+                                                  gram=multipliers.GramDense()))
+    np.testing.assert_allclose(np.asarray(dense["w"]), np.asarray(exact["w"]), atol=1e-9)
+    assert np.all(np.asarray(infos.istop) == nullspace.GRAM_DENSE)
+    assert np.all(np.asarray(infos.linearized_violation) <= 1e-12 * np.maximum(np.asarray(infos.violation), 1))
+
+
+def test_dense_gram_form_is_the_minimum_norm_least_squares_step_at_any_rank(rng):
+    """Redundant constraints (J of rank 3 with 5 rows, c outside the range of J): the pseudo-inverse of
+    J J^T gives the LSMR / dense pinv answer, not a NaN."""
+    B = rng.standard_normal((5, 3)) @ rng.standard_normal((3, 10))
+    J = jnp.asarray(B)
+    jvp, vjp = products(B)
+    rhs = jnp.asarray(rng.standard_normal(5))
+    factor = multipliers.dense_factor(vjp, 5, jnp.float64, multipliers.GramDense())
+    solution = multipliers.dense_solve(factor, rhs)
+    np.testing.assert_allclose(np.asarray(solution.z["w"]), np.linalg.pinv(B) @ np.asarray(rhs), atol=1e-12)
+    np.testing.assert_allclose(float(solution.residual_norm),
+                               np.linalg.norm(np.asarray(rhs) - B @ np.linalg.pinv(B) @ np.asarray(rhs)), rtol=1e-8)
+    assert jvp({"w": solution.z["w"]}).shape == (5,) and J.shape == (5, 10)

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lsqlab import baselines, constraints, data, nullspace
+from lsqlab import baselines, constraints, data, multipliers, nullspace
 from lsqlab.applications import mlp
 
 METHODS = ("plain", "augmentation", "group_average", "penalty", "penalty_resampled", "augmented_lagrangian",
@@ -56,6 +56,10 @@ POINTS = {  # where each method meets the constraint
 }
 NUM_CLASSES = 10
 IMAGE_SIDE = 8
+# The default null-space solve: CG on the Gram form, warm-started, 3 iterations per solve, with a rank-128
+# Nystrom preconditioner rebuilt every 100 steps: the cheapest point of the measured trade-off curve
+# (benchmarks/README.md) that keeps ||c|| and the accuracies of LSMR capped at 20 iterations.
+GRAM = multipliers.GramCG(rtol=1e-2, maxiter=3, rank=128, refresh_every=100)
 TURNS = (1, 2, 3)  # the non-trivial elements r, r^2, r^3 of C4
 
 ModelFn = Callable[[Any, jax.Array], jax.Array]
@@ -69,7 +73,10 @@ class Config:
     al_dual_step is the augmented Lagrangian's dual step eta (None: eta = al_rho, the classical coupling).
     The defaults of penalty_mu, al_rho and al_dual_step are the best of the grids of
     ``benchmarks/app_equivariance.py --tune`` (rotated accuracy on seed 0).
-    gamma is the null-space correction's fraction of c removed per step; tol LSMR's atol = btol.
+    gamma is the null-space correction's fraction of c removed per step. ``gram`` chooses the
+    null-space solves (:mod:`lsqlab.multipliers`): CG on the Gram form warm-started from the previous
+    step's multipliers (the default), or None for LSMR from zero with atol = btol = ``tol`` and at most
+    ``maxiter`` iterations per solve.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -81,6 +88,7 @@ class Config:
     al_rho: float = 1e-4
     al_dual_step: float | None = 1e-5
     gamma: float = 0.5
+    gram: multipliers.GramCG | None = GRAM
     tol: float = 1e-4
     maxiter: int = 20
     test_fraction: float = 0.25
@@ -117,8 +125,8 @@ class Trained(NamedTuple):
 
     history: per evaluation point (every ``eval_every`` steps) the step, the mean training objective
     over the chunk, upright test accuracy, held-out invariance error and ||c|| on the collocation points.
-    seconds_per_step: mean over the compiled chunks (compilation excluded); lsmr_iterations: mean LSMR
-    iterations per step (both solves of a step; NaN for methods without a solve).
+    seconds_per_step: mean over the compiled chunks (compilation excluded); solver_iterations: mean
+    iterations per step of the null-space solves (both solves of a step; NaN for methods without one).
     """
 
     method: str
@@ -126,7 +134,7 @@ class Trained(NamedTuple):
     model_fn: ModelFn
     history: dict[str, np.ndarray]
     seconds_per_step: float
-    lsmr_iterations: float
+    solver_iterations: float
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -227,7 +235,7 @@ def violation(model_fn: ModelFn, params: Any, collocation: jax.Array) -> float:
 
 def evaluate(trained: Trained, prepared: Data) -> dict[str, float]:
     """Accuracies (upright, rotated), invariance errors (held-out test images, collocation images),
-    ||c|| on the collocation images, ms per step and LSMR iterations per step."""
+    ||c|| on the collocation images, ms per step and solver iterations per step."""
     f, params = trained.model_fn, trained.params
     return {
         "acc_upright": accuracy(f, params, prepared.x_test, prepared.y_test),
@@ -236,7 +244,7 @@ def evaluate(trained: Trained, prepared: Data) -> dict[str, float]:
         "inv_err_collocation": invariance_error(f, params, prepared.collocation),
         "violation": violation(f, params, prepared.collocation),
         "ms_per_step": 1e3 * trained.seconds_per_step,
-        "lsmr_iterations": trained.lsmr_iterations,
+        "solver_iterations": trained.solver_iterations,
     }
 
 
@@ -296,7 +304,8 @@ def train_null_space(prepared: Data, config: Config, seed: int, *, resample: boo
     check_collocation(config.collocation, num_params(config))
     optimizer = nullspace.transform(
         optax.adam(config.learning_rate), invariance_constraint(), gamma=config.gamma, order="both",
-        atol=config.tol, btol=config.tol, maxiter=config.maxiter,
+        atol=config.tol, btol=config.tol, maxiter=config.maxiter, gram=config.gram,
+        num_constraints=num_constraints(config.collocation),
     )
     return _fit("null_space_resampled" if resample else "null_space", classifier, optimizer,
                 _unconstrained_loss(classifier), prepared, config, seed, resample=resample,
@@ -398,6 +407,6 @@ def _fit(method: str, model_fn: ModelFn, optimizer: Any, loss_fn: Callable, prep
         history["inv_err_heldout"].append(invariance_error(model_fn, carry[0], prepared.x_test))
         history["violation"].append(violation(model_fn, carry[0], prepared.collocation))
     solves = isinstance(carry[1], nullspace.NullSpaceState)
-    lsmr_iterations = float(np.mean(np.concatenate(iterations))) if solves else float("nan")
+    solver_iterations = float(np.mean(np.concatenate(iterations))) if solves else float("nan")
     return Trained(method, carry[0], model_fn, {k: np.asarray(v) for k, v in history.items()},
-                   seconds / config.steps, lsmr_iterations)
+                   seconds / config.steps, solver_iterations)

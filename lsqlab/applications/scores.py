@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lsqlab import baselines, constraints, nullspace
+from lsqlab import baselines, constraints, multipliers, nullspace
 from lsqlab.applications import mlp
 from lsqlab.data import toy_2d
 
@@ -344,6 +344,7 @@ class TrainingConfig(NamedTuple):
     num_collocation: int = 32
     resample: bool = True
     solver_tol: float = 1e-4
+    gram: Any = multipliers.GramDense()
 
 
 def train(
@@ -394,7 +395,7 @@ def _optimizer(config: TrainingConfig) -> Any:
     if config.method != "nullspace":
         return base
     return nullspace.transform(base, asymmetry_constraint, gamma=config.gamma, order="both",
-                               atol=config.solver_tol, btol=config.solver_tol)
+                               atol=config.solver_tol, btol=config.solver_tol, gram=config.gram)
 
 
 def _objective(config: TrainingConfig) -> Callable[..., jax.Array]:
