@@ -1,16 +1,26 @@
-"""Cost of one null-space step against one plain optax step, for the same model and batch.
+"""What a null-space step costs against a plain optax Adam step, where the time goes, and what each
+solver choice does to the constraint and the accuracy over a whole training run.
 
-Model: an MLP 64 -> h -> h -> 10 (tanh) on 8x8 inputs, trained with Adam on a squared loss over a
-batch of 128; h is chosen for the parameter count. Constraints:
-  sparsity     -- half of the hidden-layer weights must vanish (m ~ p/2; J is a selection);
-  equivariance -- invariance of the outputs under the three non-trivial C4 rotations of the input
-                  image at 16 collocation images (m = 3 * 16 * 10 = 480).
-Both are run with the default order "both" (two solves on J per step) and with "after" (one).
-Times are medians over repeated, compiled (jax.jit) steps, float32, on the CPU; the plain and the
-constrained steps of one size alternate, so that outside load affects them alike.
+Four parts, each a table of ratios measured in one process (float32 unless said, on the CPU):
 
-    python benchmarks/bench_nullspace.py            # p = 1e4, 1e5, 1e6
-    python benchmarks/bench_nullspace.py --quick    # p = 1e3, 1e4
+  sparsity      MLP 64 -> h -> h -> 10 (tanh, batch 128) with half of the hidden-to-hidden weights
+                masked (m ~ p/4), p = 1e4, 1e5, 1e6: plain Adam; the null-space step of the
+                Selection constraint (closed form, order "both"); the same c through the generic
+                path (LSMR on J, maxiter 10); the hand-written masked step (hard_mask). One compiled
+                step each, interleaved, median of repeats; ||theta_S|| after a step from theta_S != 0.
+  pairs         the equivariance application's constraint (C4 invariance of the digits MLP on 32
+                collocation images, m = 960): cost of one JVP + VJP pair, of one LSMR iteration and of
+                one Gram-form CG iteration (slopes over 10 and 30 iterations), and of a plain step.
+  equivariance  the application's full training run (1000 Adam steps, seed 0, chunked lax.scan,
+                lsqlab.applications.equivariance.run) for plain Adam and each null-space solver:
+                ms/step, ratio, solver iterations per step, ||c|| and accuracies at the end.
+  scores        the conservative-score application (float64, 300 steps, 2-D data, m = 32 pairs
+                redrawn each step): plain, LSMR (tolerance 1e-4) and the dense Gram form; NAsym on
+                held-out pairs.
+
+    python benchmarks/bench_nullspace.py            # everything (~5 minutes here)
+    python benchmarks/bench_nullspace.py --quick    # small sizes, short runs (~1 minute)
+    python benchmarks/bench_nullspace.py --parts sparsity pairs
 """
 
 from __future__ import annotations
@@ -20,54 +30,31 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lsqlab import constraints, nullspace
+from lsqlab import constraints, multipliers, nullspace
+from lsqlab.applications import equivariance as eq
+from lsqlab.applications import mlp
+from lsqlab.applications.sparsity import hard_mask
 
-BATCH, COLLOCATION, OUTPUTS = 128, 16, 10
-
-
-def hidden_width(num_params: int) -> int:
-    """h with 64 h + h^2 + 10 h + 2 h + 10 ~ num_params (the MLP's parameter count)."""
-    return max(2, int(round((-76 + np.sqrt(76**2 + 4 * (num_params - 10))) / 2)))
-
-
-def init_mlp(key: jax.Array, h: int) -> dict:
-    sizes = [(64, h), (h, h), (h, OUTPUTS)]
-    keys = jax.random.split(key, len(sizes))
-    return {
-        f"layer{i}": {"w": jax.random.normal(k, s) / np.sqrt(s[0]), "b": jnp.zeros(s[1])}
-        for i, (k, s) in enumerate(zip(keys, sizes))
-    }
-
-
-def mlp(params: dict, images: jax.Array) -> jax.Array:
-    """(k, 8, 8) -> (k, 10)."""
-    x = images.reshape(images.shape[0], -1)
-    for name in ("layer0", "layer1"):
-        x = jnp.tanh(x @ params[name]["w"] + params[name]["b"])
-    return x @ params["layer2"]["w"] + params["layer2"]["b"]
-
-
-def loss(params: dict, images: jax.Array, targets: jax.Array) -> jax.Array:
-    return jnp.mean((mlp(params, images) - targets) ** 2)
-
-
-def half_hidden_mask(params: dict, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: (rng.random(leaf.shape) < 0.5) & ("layer1" in str(path) and leaf.ndim == 2),
-        params,
-    )
-
-
-def rotation_invariance() -> nullspace.Constraint:
-    rotations = [lambda xs, k=k: jnp.rot90(xs, k, axes=(1, 2)) for k in (1, 2, 3)]
-    return constraints.equivariance(mlp, rotations, [lambda ys: ys] * 3)
+BATCH = 128
+PARTS = ("sparsity", "pairs", "equivariance", "scores")
+VARIANTS = {  # the equivariance trade-off: name -> Config.gram (None: LSMR, atol = btol = 1e-4, maxiter 20)
+    "LSMR from 0, tol 1e-4, <= 20 its/solve": None,
+    "Gram CG warm, 1 it/solve": multipliers.GramCG(1e-2, 1),
+    "Gram CG warm, 3 its/solve": multipliers.GramCG(1e-2, 3),
+    "Gram CG cold, 3 its/solve": multipliers.GramCG(1e-2, 3, warm_start=False),
+    "Gram CG warm, 10 its/solve": multipliers.GramCG(1e-2, 10),
+    "Gram CG warm + Nystrom 32, 1 it/solve": multipliers.GramCG(1e-2, 1, rank=32),
+    "Gram CG warm + Nystrom 64, 2 its/solve": multipliers.GramCG(1e-2, 2, rank=64),
+    "Gram CG warm + Nystrom 128, 3 its/solve (default)": eq.GRAM,
+    "Gram CG warm + Nystrom 128, 3 its/solve, every 300": eq.GRAM._replace(refresh_every=300),
+}
 
 
 def interleaved_median_ms(runs: dict, repeats: int) -> dict:
@@ -83,79 +70,167 @@ def interleaved_median_ms(runs: dict, repeats: int) -> dict:
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
-def plain_step(optimiser):
-    @jax.jit
-    def step(params, opt_state, images, targets):
-        updates, opt_state = optimiser.update(jax.grad(loss)(params, images, targets), opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, images, targets
-
-    return step
+def hidden_width(num_params: int) -> int:
+    """h with 64 h + h^2 + 10 h + 2 h + 10 ~ num_params."""
+    return max(2, int(round((-76 + np.sqrt(76**2 + 4 * (num_params - 10))) / 2)))
 
 
-def constrained_step(tx, constraint_args):
-    @jax.jit
-    def step(params, opt_state, images, targets):
-        grads = jax.grad(loss)(params, images, targets)
-        updates, opt_state = tx.update(grads, opt_state, params, **constraint_args)
-        return optax.apply_updates(params, updates), opt_state, images, targets
-
-    return step
-
-
-def run(num_params: int, repeats: int) -> list[dict]:
-    keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    params = init_mlp(keys[0], hidden_width(num_params))
-    p = sum(leaf.size for leaf in jax.tree.leaves(params))
-    images = jax.random.normal(keys[1], (BATCH, 8, 8))
-    targets = jax.random.normal(keys[2], (BATCH, OUTPUTS))
-    collocation = jax.random.normal(keys[3], (COLLOCATION, 8, 8))
+def sparsity_rows(num_params: int, repeats: int) -> list[dict]:
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    h = hidden_width(num_params)
+    params = mlp.init(keys[0], (64, h, h, 10))
+    images, targets = jax.random.normal(keys[1], (BATCH, 64)), jax.random.normal(keys[2], (BATCH, 10))
+    rng = np.random.default_rng(0)
+    mask = [{"w": np.zeros(layer["w"].shape, bool) if i != 1 else rng.random(layer["w"].shape) < 0.5,
+             "b": np.zeros(layer["b"].shape, bool)} for i, layer in enumerate(params)]
+    selection = constraints.sparsity(mask)
+    loss = lambda p, x, y: jnp.mean((mlp.apply(p, x) - y) ** 2)  # noqa: E731
     adam = optax.adam(1e-3)
-    runs = {"plain": (plain_step(adam), (params, adam.init(params), images, targets))}
-    cases = [
-        ("sparsity", constraints.sparsity(half_hidden_mask(params)), {}),
-        ("equivariance", rotation_invariance(), {"inputs": collocation}),
-    ]
-    rows = []
-    for name, constraint, args in cases:
-        m = jax.eval_shape(lambda prm: constraint(prm, **args), params).shape[0]
-        for order in ("both", "after"):
-            tx = nullspace.transform(adam, constraint, gamma=0.5, order=order)
-            step, state = constrained_step(tx, args), (params, tx.init(params), images, targets)
-            runs[(name, order)] = (step, state)
-            info = step(*state)[1].info
-            rows.append(dict(
-                constraint=name, order=order, p=p, m=m, iterations=int(info.iterations), istop=int(info.istop),
-                lin_violation=float(info.linearized_violation) / max(float(info.violation), 1e-30),
-            ))
+
+    def step_of(tx):
+        @jax.jit
+        def step(theta, state, x, y):
+            updates, state = tx.update(jax.grad(loss)(theta, x, y), state, theta)
+            return optax.apply_updates(theta, updates), state, x, y
+
+        return step, (params, tx.init(params), images, targets)
+
+    optimisers = {
+        "plain Adam": adam,
+        "Selection, closed form": nullspace.transform(adam, selection, gamma=1.0),
+        "same c, generic LSMR": nullspace.transform(adam, lambda p: selection(p), gamma=1.0, maxiter=10),
+        "hard_mask (hand-written)": hard_mask(adam, mask),
+    }
+    runs = {name: step_of(tx) for name, tx in optimisers.items()}
     times = interleaved_median_ms(runs, repeats)
+    rows = []
+    for name, (step, state) in runs.items():
+        after = step(*state)[0]
+        rows.append(dict(p=mlp.count(params), m=int(selection(params).shape[0]), method=name, ms=times[name],
+                         ratio=times[name] / times["plain Adam"],
+                         residual=float(jnp.linalg.norm(selection(after))) / float(jnp.linalg.norm(selection(params)))))
+    return rows
+
+
+def slope_ms(fn, arg, small: int, large: int, repeats: int) -> float:
+    """(t(large) - t(small)) / (large - small): the cost of one more iteration of ``fn(arg, k)``."""
+    compiled = {k: jax.jit(lambda a, k=k: fn(a, k)) for k in (small, large)}
+    for f in compiled.values():
+        jax.block_until_ready(f(arg))
+    times = {k: [] for k in compiled}
+    for _ in range(repeats):
+        for k, f in compiled.items():
+            start = time.perf_counter()
+            jax.block_until_ready(f(arg))
+            times[k].append(time.perf_counter() - start)
+    return 1e3 * (statistics.median(times[large]) - statistics.median(times[small])) / (large - small)
+
+
+def pair_rows(repeats: int) -> list[dict]:
+    config = eq.Config()
+    prepared = eq.prepare(0, config)
+    params = mlp.init(jax.random.key(0), config.sizes, jnp.float32)
+    constraint = eq.invariance_constraint()
+    points = prepared.collocation
+    images, labels = prepared.x_train[:config.batch], prepared.y_train[:config.batch]
+    m = eq.num_constraints(config.collocation)
+
+    def linearized(theta):
+        c, jvp = jax.linearize(lambda t: constraint(t, inputs=points), theta)
+        transpose = jax.linear_transpose(jvp, theta)
+        return c, jvp, lambda w: transpose(w)[0]
+
+    def pairs(theta, k):
+        c, jvp, vjp = linearized(theta)
+        return jax.lax.fori_loop(0, k, lambda _, w: jvp(vjp(w)) / jnp.linalg.norm(w), c)
+
+    def lsmr_iterations(theta, k):
+        grads = jax.tree.map(jnp.ones_like, theta)
+        return nullspace.project(lambda t: constraint(t, inputs=points), theta, grads, gamma=0.5, atol=0.0,
+                                 btol=0.0, maxiter=k)[0]
+
+    def cg_iterations(theta, k):
+        c, jvp, vjp = linearized(theta)
+        options = multipliers.GramCG(rtol=0.0, maxiter=k)
+        return multipliers.solve(jvp, vjp, c, jnp.zeros(m), multipliers.identity(m, c.dtype), options).z
+
+    def plain_steps(theta, k):
+        step = lambda _, t: jax.tree.map(  # noqa: E731
+            lambda a, g: a - 1e-3 * g, t, jax.grad(lambda s: eq.cross_entropy(eq.classifier, s, images, labels))(t))
+        return jax.lax.fori_loop(0, k, step, theta)
+
+    pair = slope_ms(pairs, params, 10, 30, repeats)
+    rows = [dict(what="one JVP + VJP pair of c (m = %d, 4 x %d images)" % (m, config.collocation), ms=pair)]
+    for name, fn in (("one LSMR iteration", lsmr_iterations), ("one Gram-form CG iteration", cg_iterations),
+                     ("one plain gradient step (batch %d)" % config.batch, plain_steps)):
+        rows.append(dict(what=name, ms=slope_ms(fn, params, 10, 30, repeats)))
     for row in rows:
-        row.update(plain_ms=times["plain"], constrained_ms=times[(row["constraint"], row["order"])])
+        row["per_pair"] = row["ms"] / pair
+    return rows
+
+
+def equivariance_rows(quick: bool) -> list[dict]:
+    config = eq.Config(**(dict(steps=200, eval_every=100) if quick else {}))
+    variants = dict(list(VARIANTS.items())[:3]) if quick else VARIANTS
+    plain, _ = eq.run("plain", 0, config)
+    rows = [dict(variant="plain Adam", **plain)]
+    for name, gram in variants.items():
+        row, _ = eq.run("null_space", 0, replace(config, gram=gram))
+        rows.append(dict(variant=name, **row))
+    for row in rows:
+        row["ratio"] = row["ms_per_step"] / plain["ms_per_step"]
+    return rows
+
+
+def score_rows(quick: bool) -> list[dict]:
+    from lsqlab.applications import scores  # float64: enabled here, after the float32 parts
+
+    jax.config.update("jax_enable_x64", True)
+    data = jnp.asarray(np.random.default_rng(0).standard_normal((2000, 2)))
+    held_out = scores.evaluation_pairs(jax.random.PRNGKey(1), data[:500], scores.SIGMA_GRID)
+    steps = 60 if quick else 300
+    rows = []
+    for name, method, options in (("plain Adam", "unconstrained", {}), ("LSMR, tol 1e-4", "nullspace", dict(gram=None)),
+                                  ("dense Gram form", "nullspace", {})):
+        run = scores.train(method, data, key=jax.random.PRNGKey(0), steps=steps, **options)
+        rows.append(dict(method=name, ms=1e3 * run.seconds_per_step,
+                         nasym=scores.mean_nasym(run.params, held_out.points, held_out.sigmas),
+                         iterations=np.nan if run.info is None else int(run.info.iterations)))
+    for row in rows:
+        row["ratio"] = row["ms"] / rows[0]["ms"]
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (1e3, 1e4)")
+    parser.add_argument("--quick", action="store_true", help="small sizes and short runs")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
-    sizes = [10**3, 10**4] if args.quick else [10**4, 10**5, 10**6]
-    repeats = args.repeats or (5 if args.quick else 11)
+    repeats = args.repeats or (5 if args.quick else 15)
     cpu = platform.processor() or platform.machine()
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, {os.cpu_count()} cores, {cpu}")
-    header = (
-        f"| constraint | order | p | m | plain step (ms) | constrained step (ms) | ratio | LSMR iterations | istop |"
-        f" ||J d + gamma c|| / ||c|| |"
-    )
-    print(header)
-    print("|" + "---|" * 10)
-    for size in sizes:
-        for r in run(size, repeats):
-            print(
-                f"| {r['constraint']} | {r['order']} | {r['p']:,} | {r['m']:,} | {r['plain_ms']:.2f} | "
-                f"{r['constrained_ms']:.2f} | {r['constrained_ms'] / r['plain_ms']:.1f} | {r['iterations']} | "
-                f"{r['istop']} | {r['lin_violation']:.1e} |",
-                flush=True,
-            )
+    if "sparsity" in args.parts:
+        print("\n| p | m | step | ms | x plain | ||theta_S|| after / before |\n|---|---|---|---|---|---|")
+        for size in ([10**3, 10**4] if args.quick else [10**4, 10**5, 10**6]):
+            for r in sparsity_rows(size, repeats):
+                print(f"| {r['p']:,} | {r['m']:,} | {r['method']} | {r['ms']:.2f} | {r['ratio']:.2f} | {r['residual']:.1e} |",
+                      flush=True)
+    if "pairs" in args.parts:
+        print("\n| cost of | ms | in JVP + VJP pairs |\n|---|---|---|")
+        for r in pair_rows(repeats):
+            print(f"| {r['what']} | {r['ms']:.3f} | {r['per_pair']:.2f} |", flush=True)
+    if "equivariance" in args.parts:
+        print("\n| solver | ms/step | x plain | iterations/step | ||c|| | inv. error (collocation) | rotated acc. | upright acc. |"
+              "\n|---|---|---|---|---|---|---|---|")
+        for r in equivariance_rows(args.quick):
+            print(f"| {r['variant']} | {r['ms_per_step']:.3f} | {r['ratio']:.1f} | {r['solver_iterations']:.1f} | "
+                  f"{r['violation']:.3g} | {r['inv_err_collocation']:.1e} | {r['acc_rotated']:.3f} | {r['acc_upright']:.3f} |",
+                  flush=True)
+    if "scores" in args.parts:
+        print("\n| method | ms/step | x plain | iterations (last step) | NAsym (held out) |\n|---|---|---|---|---|")
+        for r in score_rows(args.quick):
+            print(f"| {r['method']} | {r['ms']:.2f} | {r['ratio']:.1f} | {r['iterations']} | {r['nasym']:.2e} |", flush=True)
 
 
 if __name__ == "__main__":

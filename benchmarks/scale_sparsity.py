@@ -11,13 +11,15 @@ Three phases of the same number of Adam steps, on the same batches, float32:
              (lsqlab.applications.sparsity.hard_mask: zero the masked entries of gradient and step,
              set theta_S to 0), the lower bound of what the constraint can cost;
   nullspace  from the dense model, Adam through lsqlab.nullspace.transform with
-             lsqlab.constraints.sparsity(mask), gamma = 1, order "both" (two LSMR solves on J per step).
+             lsqlab.constraints.sparsity(mask), gamma = 1, order "both": the library's projection of a
+             Selection constraint (closed form, elementwise; the mask is in the optimiser's state,
+             not compiled in as a constant).
 The mask: the smallest |w| of each weight matrix of the dense model (90% of them by default).
 
 Reported (JSON and Markdown under --out): ms per step of each phase (median over chunks of steps,
 compilation excluded and timed separately), the ratios to plain, peak device memory
 (memory_stats()['peak_bytes_in_use'] after each phase, where the backend reports it) and the compiled
-step's own memory analysis, LSMR iterations per step, ||c|| and max |theta_S| at the end, the masked
+step's own memory analysis, solver iterations per step (0: closed form), ||c|| and max |theta_S| at the end, the masked
 fraction, the training loss, and how far the nullspace parameters are from the closed-form ones.
 
     python benchmarks/scale_sparsity.py --size small      # CPU, seconds (the CI size)
@@ -68,7 +70,7 @@ def batch(key: jax.Array, index: jax.Array, teacher: jax.Array, size: int) -> tu
 
 
 def make_step(tx, data_key: jax.Array, teacher: jax.Array, batch_size: int):
-    """One jitted Adam step of ``tx`` on the batch of ``index``; returns the loss, and the LSMR iterations
+    """One jitted Adam step of ``tx`` on the batch of ``index``; returns the loss, and the solver iterations
     and stop code of the step (0 and -1 without a null-space transform)."""
 
     def step(params, state, index):
@@ -121,11 +123,11 @@ def run_phase(name: str, tx, params, data_key, teacher, cfg: dict) -> tuple[dict
         iterations += [int(its) for its, _ in chunk_iterations]
         stops += [int(stop) for _, stop in chunk_iterations]
         log(f"{name}: step {first + len(chunk_losses):4d}/{cfg['steps']}  {chunk_ms[-1]:8.2f} ms/step  "
-            f"loss {losses[-1]:.4f}  LSMR iterations/step {iterations[-1]}")
+            f"loss {losses[-1]:.4f}  solver iterations/step {iterations[-1]}")
     result = dict(
         ms_per_step=statistics.median(chunk_ms), ms_per_step_chunks=chunk_ms, compile_s=compile_s,
         loss_first=losses[0], loss_last=float(np.mean(losses[-cfg["chunk"]:])),
-        lsmr_iterations_per_step=sorted(set(iterations)), lsmr_istop=sorted(set(stops)),
+        solver_iterations_per_step=sorted(set(iterations)), solver_istop=sorted(set(stops)),
         peak_bytes_in_use=peak_memory(),
         compiled_memory=memory_analysis(compiled),
     )
@@ -193,7 +195,7 @@ def markdown(result: dict) -> str:
         f"{result['masked_weights']:,} weights ({result['masked_fraction_of_weights']:.1%} of the weight matrices, "
         f"smallest |w| per matrix of the dense model).",
         "",
-        "| phase | ms/step | x plain | compile (s) | LSMR iterations/step (istop) | loss first -> last "
+        "| phase | ms/step | x plain | compile (s) | solver iterations/step (istop) | loss first -> last "
         "| peak memory (GiB) | step temp memory (GiB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -202,7 +204,7 @@ def markdown(result: dict) -> str:
         temp = (phase["compiled_memory"] or {}).get("temp_size_in_bytes")
         its = "-"
         if name == "nullspace":
-            iterations, stops = phase["lsmr_iterations_per_step"], phase["lsmr_istop"]
+            iterations, stops = phase["solver_iterations_per_step"], phase["solver_istop"]
             its = f"{', '.join(map(str, iterations))} ({', '.join(map(str, stops))})"
         lines.append(
             f"| {name} | {phase['ms_per_step']:.2f} | {phase['ms_per_step'] / result['plain']['ms_per_step']:.2f} | "

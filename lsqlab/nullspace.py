@@ -415,17 +415,18 @@ def _project_dense(lin: _Linearized, update: Any, gamma: Any, tangent: bool,
 
 def _project_selection(arrays: tuple[Any, Any], params: Any, update: Any, gamma: Any,
                        tangent: bool) -> tuple[Any, ProjectionInfo]:
-    """d = where(mask, 0, u) - gamma where(mask, theta - v, 0) (``tangent=False``: u - gamma J^+ c),
-    elementwise on every leaf."""
+    """d = where(mask, -gamma (theta - v), u) (``tangent=False``: u - gamma J^+ c), elementwise on every
+    leaf. J d + gamma c = 0 on the mask by construction, so the linearized violation is reported as 0
+    (``tangent=False``: ||J u||, what the untouched update leaves)."""
     update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, params)
     check_finite("the update", update)
     correction = selection_residual(arrays, params)  # J^+ c, zero off the mask
     kept = selection_tangent(arrays, update) if tangent else update
     projected = jax.tree.map(lambda u, r: u - gamma * r, kept, correction)
-    after = selection_residual((arrays[0], None), jax.tree.map(lambda d, r: d + gamma * r, projected, correction))
     dtype = ravel_pytree(params)[0].dtype
-    info = _info(None, _tree_norm(after), jnp.zeros([], jnp.int32), jnp.full([], CLOSED_FORM, jnp.int32),
-                 jnp.ones([], dtype), violation=_tree_norm(correction))
+    left = jnp.zeros([], dtype) if tangent else _tree_norm(selection_residual((arrays[0], None), update))
+    info = _info(None, left, jnp.zeros([], jnp.int32), jnp.full([], CLOSED_FORM, jnp.int32), jnp.ones([], dtype),
+                 violation=_tree_norm(correction))
     return projected, info
 
 
