@@ -5,7 +5,7 @@ penalty_resampled, augmented_lagrangian, null_space and null_space_resampled ("r
 constraint's collocation images are the first K images of each batch instead of K fixed ones).
 Writes benchmarks/results/equivariance{_runs.csv,.csv,.md}: accuracy on the upright and the rotated
 test set, invariance error E ||f(r^k x) - f(x)|| / ||f(x)|| on held-out test images and on the fixed
-collocation images, ||c|| there, milliseconds per compiled step, LSMR iterations per step.
+collocation images, ||c|| there, milliseconds per compiled step, null-space solver iterations per step.
 
     python benchmarks/app_equivariance.py            # the table: 2.5 min on 2 shared cores (80-110 s, warm JAX cache)
     python benchmarks/app_equivariance.py --smoke    # tiny budget, same code: ~35 s, mostly compiling
@@ -35,7 +35,7 @@ from lsqlab.smoke import smoke_from_env
 NAME = "equivariance"
 BY = ("method", "points")
 METRICS = ("acc_upright", "acc_rotated", "inv_err_heldout", "inv_err_collocation", "violation", "ms_per_step",
-           "lsmr_iterations")
+           "solver_iterations")
 SEEDS = (0, 1, 2)
 SMOKE = dict(steps=40, eval_every=20, collocation=8, hidden=(32, 32))
 # The grids behind Config's penalty_mu, al_rho and al_dual_step: the setting with the best rotated

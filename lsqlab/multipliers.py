@@ -19,7 +19,8 @@ Rank-deficient J (redundant constraints) with r outside the range of J has no Gr
 stops at ``maxiter`` with a residual that does not shrink; use LSMR or :class:`GramDense` there.
 
 For few constraints (m up to a few hundred), :class:`GramDense` forms J itself (m VJPs in one
-batched pass) and J J^T's eigendecomposition once per step; both solves of the step reuse them, and
+batched pass, or point by point for a :class:`lsqlab.constraints.Pointwise` constraint) and J J^T's
+eigendecomposition once per step; both solves of the step reuse them, and
 the pseudo-inverse of J J^T makes the answer the minimum-norm least-squares one at any rank.
 """
 
@@ -172,9 +173,13 @@ class DenseFactor(NamedTuple):
     inverse_values: jax.Array
 
 
-def dense_factor(vjp: Vjp, m: int, dtype: Any, options: GramDense) -> DenseFactor:
-    """J by ``vmap`` of the VJP over the m unit vectors, G = J J^T, G = V diag(w) V^T."""
-    rows = jax.vmap(vjp)(jnp.eye(m, dtype=dtype))
+def rows_by_vjp(vjp: Vjp, m: int, dtype: Any) -> Any:
+    """J's rows by ``vmap`` of the VJP over the m unit vectors (a pytree with a leading axis of m)."""
+    return jax.vmap(vjp)(jnp.eye(m, dtype=dtype))
+
+
+def dense_factor(rows: Any, m: int, dtype: Any, options: GramDense) -> DenseFactor:
+    """G = J J^T from J's rows, G = V diag(w) V^T, 1/w kept above rcond * max w."""
     flat = jnp.concatenate([jnp.reshape(leaf, (m, -1)) for leaf in jax.tree.leaves(rows)], axis=1)
     gram = flat @ flat.T
     values, vectors = jnp.linalg.eigh(gram)

@@ -31,7 +31,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from lsqlab import multipliers
-from lsqlab.constraints import Selection, selection_residual, selection_tangent
+from lsqlab.constraints import Pointwise, Selection, selection_residual, selection_tangent
 from lsqlab.lsmr import STOP_REASONS, LSMROptions, LstSqInfo, lsmr
 from lsqlab.operators import LinearMap, check_finite, is_concrete
 
@@ -82,13 +82,15 @@ class ProjectionInfo(NamedTuple):
 
 
 class _Linearized(NamedTuple):
-    """c(theta), v -> J v and w -> J^T w at one theta, with the LSMR options of the solves on J."""
+    """c(theta), v -> J v and w -> J^T w at one theta, with the LSMR options of the solves on J, and
+    J's rows when they were formed (a pytree with a leading axis of m; else None)."""
 
     c: jax.Array
     jvp: Callable[[Any], jax.Array]
     vjp: Callable[[jax.Array], Any]
     params: Any
     options: LSMROptions
+    rows: Any = None
 
 
 def project(
@@ -211,14 +213,19 @@ def transform(
                 lambda u, s: (*_project_selection(arrays, params, u, 0.0, tangent=True), s),
                 lambda u, tangent, s: (*_project_selection(arrays, params, u, gamma, tangent=tangent), s),
             ), arrays
-        lin = _linearize(constraint, params, constraint_args, options)
+        if isinstance(gram, multipliers.GramDense) and isinstance(constraint, Pointwise):
+            lin = _from_rows(constraint, params, constraint_args, options)  # J by points; no linearize
+        else:
+            lin = _linearize(constraint, params, constraint_args, options)
         if gram is None:
             return _Projector(
                 lambda u, s: (*_project_lsmr(lin, u, 0.0), s),
                 lambda u, tangent, s: (*_project_lsmr(lin, u, gamma, tangent=tangent), s),
             ), None
         if isinstance(gram, multipliers.GramDense):
-            factor = multipliers.dense_factor(lin.vjp, lin.c.shape[0], lin.c.dtype, gram)
+            m, dtype = lin.c.shape[0], lin.c.dtype
+            rows = lin.rows if lin.rows is not None else multipliers.rows_by_vjp(lin.vjp, m, dtype)
+            factor = multipliers.dense_factor(rows, m, dtype, gram)
             return _Projector(
                 lambda u, s: (*_project_dense(lin, u, 0.0, True, factor), s),
                 lambda u, tangent, s: (*_project_dense(lin, u, gamma, tangent, factor), s),
@@ -339,6 +346,28 @@ def _linearize(constraint: Constraint, params: Any, constraint_args: dict, optio
     """c(theta), v -> J v and its transpose from one ``jax.linearize`` (c evaluated once); checks m < p
     and finiteness."""
     c, jvp = jax.linearize(lambda theta: constraint(theta, **constraint_args), params)
+    _check_value(c, params)
+    transpose = jax.linear_transpose(jvp, params)
+    return _Linearized(c, jvp, lambda w: transpose(w)[0], params, options)
+
+
+def _from_rows(constraint: Pointwise, params: Any, constraint_args: dict, options: LSMROptions) -> _Linearized:
+    """c(theta) and J formed point by point (:meth:`Pointwise.jacobian_rows`); J v and J^T w from the rows."""
+    c = constraint(params, **constraint_args)
+    _check_value(c, params)
+    rows = constraint.jacobian_rows(params, **constraint_args)
+
+    def jvp(v: Any) -> jax.Array:
+        return sum(jnp.tensordot(r, leaf, axes=leaf.ndim) for r, leaf in zip(jax.tree.leaves(rows), jax.tree.leaves(v)))
+
+    def vjp(w: jax.Array) -> Any:
+        return jax.tree.map(lambda r: jnp.tensordot(w, r, axes=1), rows)
+
+    return _Linearized(c, jvp, vjp, params, options, rows)
+
+
+def _check_value(c: Any, params: Any) -> None:
+    """c must be a finite 1-D array with fewer entries than there are parameters."""
     if not (isinstance(c, jax.Array) and c.ndim == 1):
         raise ValueError(f"the constraint must return a 1-D array, got {jax.tree.map(jnp.shape, c)}")
     num_constraints, num_params = c.shape[0], ravel_pytree(params)[0].shape[0]
@@ -348,8 +377,6 @@ def _linearize(constraint: Constraint, params: Any, constraint_args: dict, optio
             "the null-space method needs fewer constraints than parameters"
         )
     check_finite("the constraint value c(params)", c)
-    transpose = jax.linear_transpose(jvp, params)
-    return _Linearized(c, jvp, lambda w: transpose(w)[0], params, options)
 
 
 def _lsmr_on_j(lin: _Linearized, rhs: jax.Array) -> tuple[Any, LstSqInfo]:

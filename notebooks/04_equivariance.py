@@ -157,10 +157,15 @@ assert history[-1] < 1e-6 * history[0] and history[-1] < history[-2] ** 1.5  # q
 
 # %% [markdown]
 # To the default tolerance (1e-10), one solve took about $m$ iterations, each a forward and a backward
-# pass over $4K$ images. For training with $m = 960$ that is too dear, so `eq.Config` caps each solve at
-# 20 iterations (40 per step). The projection is then inexact, and the $\gamma$-correction cleans up
-# what it leaves: the training table shows the effect (relative invariance error on the collocation
-# images about 6e-4). With the cap, the tangency above degrades to:
+# pass over $4K$ images. For training with $m = 960$ that is too dear. Capping LSMR at 20 iterations per
+# solve (the earlier setting, 40 per step) makes the projection inexact, and the $\gamma$-correction
+# cleans up what it leaves; the tangency above degrades to the value printed below. The training
+# instead uses the Gram form (`lsqlab.multipliers.GramCG`): it solves $(JJ^\top)\,y = Ju + \gamma c$
+# for the multipliers $y$ by conjugate gradients, starts from the previous step's $y$ (consecutive
+# steps have close $J$), preconditions with a rank-128 Nystrom approximation of $JJ^\top$ rebuilt every
+# 100 steps, and stops after 3 iterations per solve. That keeps the same $\|c\|$ and accuracy as capped
+# LSMR for about a quarter of the products per step (the measured trade-off is in
+# `benchmarks/README.md`).
 
 # %%
 capped, capped_info = nullspace.project(constraint, params, gradient, maxiter=20, inputs=points)
@@ -179,7 +184,7 @@ assert tangency < capped_tangency < 0.5
 # the same images each turned by a random quarter turn; invariance error
 # $\mathbb{E}\,\|f(r^k x) - f(x)\| / \|f(x)\|$ ($k = 1, 2, 3$) on the held-out test images and on the 32
 # fixed collocation images; $\|c\|$ there; milliseconds per compiled step (2 shared CPU cores, measured
-# while other jobs ran); LSMR iterations per step. The penalty weight $\mu = 10^{-3}$ and the augmented
+# while other jobs ran); null-space solver iterations per step (CG iterations of the Gram form). The penalty weight $\mu = 10^{-3}$ and the augmented
 # Lagrangian's penalty weight $\rho = 10^{-4}$ and dual step $\eta = 10^{-5}$ were chosen on seed 0 for
 # the best rotated accuracy (`--tune`, `equivariance_tuning.md`, below); the null-space method's
 # $\gamma = 0.5$ was not tuned.
@@ -287,7 +292,7 @@ assert results["group_average"]["acc_upright"] == results["group_average"]["acc_
 assert results["plain"]["acc_rotated"] < results["plain"]["acc_upright"] - 0.2
 assert results["null_space"]["inv_err_collocation"] < 0.05 * results["null_space"]["inv_err_heldout"]
 assert results["null_space_resampled"]["inv_err_heldout"] < 0.5 * results["null_space"]["inv_err_heldout"]
-assert 0 < results["null_space"]["lsmr_iterations"] <= 2 * live_config.maxiter
+assert 0 <= results["null_space"]["solver_iterations"] <= 2 * live_config.gram.maxiter
 
 # %% [markdown]
 # ## Where the null-space method wins, ties and loses (from the committed table)
@@ -333,8 +338,8 @@ assert abs(mean("null_space", "acc_rotated") - mean("penalty", "acc_rotated")) <
 assert mean("null_space_resampled", "acc_rotated") < min(mean("penalty_resampled", "acc_rotated"),
                                                          mean("augmentation", "acc_rotated"))
 assert max(methods, key=lambda m: mean(m, "acc_rotated")) == "group_average"
-assert mean("null_space_resampled", "ms_per_step") > 10 * max(mean(m, "ms_per_step") for m in methods
-                                                             if not m.startswith("null_space"))
+assert mean("null_space_resampled", "ms_per_step") > 2 * max(mean(m, "ms_per_step") for m in methods
+                                                            if not m.startswith("null_space"))
 assert abs(mean("augmented_lagrangian", "acc_rotated") - mean("null_space", "acc_rotated")) < 0.05
 assert mean("augmented_lagrangian", "violation") > max(5 * mean("penalty", "violation"),
                                                       100 * mean("null_space", "violation"))

@@ -271,3 +271,25 @@ def test_baselines_reject_bad_options():
     tx = baselines.augmented_lagrangian(optax.sgd(0.1), lambda p: p[:2], rho=1.0, num_constraints=3)
     with pytest.raises(ValueError, match="expected"):
         tx.update(jnp.ones(4), tx.init(jnp.ones(4)), jnp.ones(4))
+
+
+def test_pointwise_jacobian_rows_match_the_full_jacobian(rng, points):
+    """Rows formed point by point (the GramDense shortcut) equal jax.jacrev of the whole constraint."""
+    params = {"W": jnp.asarray(rng.standard_normal((3, 3))), "v": jnp.asarray(rng.standard_normal(3))}
+    field = lambda p, x: jnp.tanh(p["W"] @ x) * p["v"] + x**2  # noqa: E731
+    constraint = constraints.conservativeness(field)
+    full = jax.jacrev(lambda p: constraint(p, points=points))(params)
+    rows = constraint.jacobian_rows(params, points=points)
+    for name in params:
+        np.testing.assert_allclose(np.asarray(rows[name]), np.asarray(full[name]), atol=1e-14)
+    assert constraint(params, points=points).shape == (points.shape[0] * 3,)
+
+
+def test_pointwise_rows_of_one_entry_per_point(rng, points):
+    """2-D fields: one entry per point, rows by a gradient per point, the same as jax.jacrev."""
+    params = {"W": jnp.asarray(rng.standard_normal((2, 2)))}
+    constraint = constraints.conservativeness(lambda p, x: jnp.tanh(p["W"] @ x) + x**3)
+    flat_points = points[:, :2]
+    full = jax.jacrev(lambda p: constraint(p, points=flat_points))(params)
+    rows = constraint.jacobian_rows(params, points=flat_points)
+    np.testing.assert_allclose(np.asarray(rows["W"]), np.asarray(full["W"]), atol=1e-14)

@@ -182,7 +182,8 @@ def test_dense_gram_form_is_the_minimum_norm_least_squares_step_at_any_rank(rng)
     J = jnp.asarray(B)
     jvp, vjp = products(B)
     rhs = jnp.asarray(rng.standard_normal(5))
-    factor = multipliers.dense_factor(vjp, 5, jnp.float64, multipliers.GramDense())
+    factor = multipliers.dense_factor(multipliers.rows_by_vjp(vjp, 5, jnp.float64), 5, jnp.float64,
+                                     multipliers.GramDense())
     solution = multipliers.dense_solve(factor, rhs)
     np.testing.assert_allclose(np.asarray(solution.z["w"]), np.linalg.pinv(B) @ np.asarray(rhs), atol=1e-12)
     np.testing.assert_allclose(float(solution.residual_norm),

@@ -26,10 +26,13 @@ gives the same accuracies (0.964 / 0.967 upright) and the same ||c|| on the coll
 both, limited by the steps' second-order drift and the capped solves, not by rounding), while a
 null-space step takes 32-38 ms against 14-23 ms in float32 (``--dtype float64`` reruns the table so).
 
-Solves: each LSMR solve on J is capped at ``maxiter = 20`` iterations (two solves per step, order "both");
-the tolerance 1e-4 is rarely met before. To 1e-10 a solve takes about m iterations (240 for K = 8), far too
-many per step. With the cap the relative invariance error on the collocation images is ~6e-4, about 700
-times below the held-out one; 50 iterations gave ~2e-4 for twice the time per step.
+Solves: by default CG on the Gram form (J J^T) y = r (:mod:`lsqlab.multipliers`), warm-started from
+the previous step's multipliers, 3 iterations per solve (two solves per step, order "both"), with a
+rank-128 Nystrom preconditioner of J J^T rebuilt every 100 steps. Each iteration costs one JVP and one
+VJP of the network on the 4 x K images, about one plain training step. ``Config(gram=None)`` gives
+the earlier LSMR solves from zero (atol = btol = 1e-4, capped at 20 iterations): the same ||c|| and
+accuracies at about twice the time; the measured trade-off curve (iterations, warm or cold, rank of
+the preconditioner against cost, ||c|| and accuracy) is in benchmarks/README.md.
 """
 
 from __future__ import annotations

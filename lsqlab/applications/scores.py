@@ -298,20 +298,21 @@ def sample_with_exact_score(data: jax.Array, key: jax.Array, num_samples: int, *
 # ------------------------------------------------------------------------------------------- training
 
 
-def asymmetry_constraint(params: Params, *, points: jax.Array, sigmas: jax.Array) -> jax.Array:
-    """c_k = ((J_k - J_k^T)/2)_{12}, J_k = d[sigma_k s(x, sigma_k)]/dx at x_k: one entry per pair in 2-D.
+def _asymmetry_at(params: Params, *, points: jax.Array, sigmas: jax.Array) -> jax.Array:
+    """The block of one pair (x_k, sigma_k) = (points, sigmas): c_k = ((J_k - J_k^T)/2)_{12}."""
+    field = lambda p, y: scaled_score(p, y[None], sigmas)[0]  # noqa: E731
+    return constraints.conservativeness(field).single(params, points=points)
 
-    :func:`lsqlab.constraints.conservativeness` of the field x -> sigma_k s(x, sigma_k), one collocation
-    pair (x_k, sigma_k) at a time. The factor sigma_k (constant in x) leaves the zero set unchanged and
-    gives every noise level rows of similar size, as the sigma^2 weighting of the DSM loss does.
-    ||(J_k - J_k^T)/2||_F^2 = 2 c_k^2.
-    """
 
-    def at(point: jax.Array, level: jax.Array) -> jax.Array:
-        field = lambda p, y: scaled_score(p, y[None], level)[0]  # noqa: E731
-        return constraints.conservativeness(field)(params, points=point[None])
+asymmetry_constraint = constraints.Pointwise(_asymmetry_at)
+"""c_k = ((J_k - J_k^T)/2)_{12}, J_k = d[sigma_k s(x, sigma_k)]/dx at x_k: one entry per pair in 2-D.
 
-    return jnp.ravel(jax.vmap(at)(points, sigmas))
+:func:`lsqlab.constraints.conservativeness` of the field x -> sigma_k s(x, sigma_k), one collocation
+pair (x_k, sigma_k) at a time: ``asymmetry_constraint(params, points=(k, 2), sigmas=(k,))``, a
+:class:`lsqlab.constraints.Pointwise` constraint (its Jacobian is formed point by point). The factor
+sigma_k (constant in x) leaves the zero set unchanged and gives every noise level rows of similar size,
+as the sigma^2 weighting of the DSM loss does. ||(J_k - J_k^T)/2||_F^2 = 2 c_k^2.
+"""
 
 
 def collocation_pairs(key: jax.Array, data: jax.Array, num: int) -> NoisedBatch:
@@ -363,7 +364,10 @@ def train(
     ``mu``, the weight of the asymmetry penalty mu * mean_k ||(J_k - J_k^T)/2||_F^2 over the batch
     (``penalty``); ``gamma``, ``num_collocation``, ``resample``, ``solver_tol``: the null-space
     method's landing rate, number m of collocation pairs (m < #parameters), whether the pairs are
-    redrawn at every step (else drawn once and kept), and the LSMR tolerance of its solves on J.
+    redrawn at every step (else drawn once and kept), and the LSMR tolerance of its solves on J
+    (used with ``gram=None``); ``gram``: the solves on J, by default the dense Gram form
+    (:class:`lsqlab.multipliers.GramDense`: J formed by m batched VJPs, m = 32 by default, and
+    (J J^T)^+ shared by both solves of a step), 4-5x cheaper than LSMR here for the same steps.
     """
     config = TrainingConfig(method, steps, **options)
     _check_config(config)
