@@ -6,12 +6,12 @@ relative error against the exact score of the noised training set, energy distan
 precision/recall of annealed-Langevin samples against held-out data, milliseconds per step. The row
 "exact" samples with the exact score of the noised training set: the sampler's own floor.
 
-    .venv/bin/python benchmarks/app_scores.py                 # benchmarks/results/scores.{csv,md}: 14 min
-    .venv/bin/python benchmarks/app_scores.py --collocation   # .../scores_collocation (fixed vs redrawn, m): 11 min
+    .venv/bin/python benchmarks/app_scores.py                 # benchmarks/results/scores.{csv,md}: 4 min
+    .venv/bin/python benchmarks/app_scores.py --collocation   # .../scores_collocation (fixed vs redrawn, m): 1 min
     .venv/bin/python benchmarks/app_scores.py --smoke --out /tmp/scores   # ~25 s (also LSQLAB_SMOKE=1)
 
-Times measured on 2 shared vCPUs under load (load average 3-5 from other jobs); the null-space rows take
-most of it (~30 ms per step against ~1.3 ms for the plain network), the exact-score sampler ~20 s per row.
+Times measured on 2 vCPUs; the null-space step costs ~2.6 ms against ~1 ms for the plain network (each
+step is its own compiled call), the exact-score sampler ~20 s per row.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ METRICS = ("nasym", "score_error", "energy_distance", "precision", "recall", "ms
 COLLOCATION_DATA = "two_spirals"
 COLLOCATION_SIZES = (16, 32, 64)
 COLLOCATION_STEPS = 800
-COLLOCATION_METRICS = ("nasym_train_pairs", "nasym", "score_error", "ms_per_step", "lsmr_iterations")
+COLLOCATION_METRICS = ("nasym_train_pairs", "nasym", "score_error", "ms_per_step", "solver_iterations")
 
 
 def main_table(budget: scores.Budget, out: Path) -> list[dict]:
@@ -63,7 +63,8 @@ def collocation_table(budget: scores.Budget, out: Path, sizes: tuple[int, ...] =
     """Null-space method on two spirals: m collocation pairs, fixed once or redrawn every step.
 
     nasym_train_pairs: NAsym on the fixed pairs themselves (fixed) or on m fresh training pairs (resampled);
-    nasym: on held-out pairs, as in the main table. lsmr_iterations: of the last step (both solves).
+    nasym: on held-out pairs, as in the main table. solver_iterations: of the last step (both solves;
+    0 for the dense Gram form, which does not iterate).
     """
     runs = []
     for seed in SEEDS:
@@ -85,7 +86,7 @@ def collocation_table(budget: scores.Budget, out: Path, sizes: tuple[int, ...] =
                     score_error=scores.relative_score_error(scores.model_score(run.params), held_out, train_data,
                                                             len(scores.SIGMA_GRID)),
                     ms_per_step=1e3 * run.seconds_per_step,
-                    lsmr_iterations=int(run.info.iterations),
+                    solver_iterations=int(run.info.iterations),
                 )
                 runs.append(row)
                 print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),

@@ -23,6 +23,7 @@ optimiser matters).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -127,11 +128,27 @@ def project(
     if isinstance(constraint, Selection):
         _check_selection(constraint, params, constraint_args)
         return _project_selection(constraint.arrays, params, update, gamma, tangent=True)
-    lin = _linearize(constraint, params, constraint_args, _lsmr_options(atol, btol, conlim, maxiter))
+    update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, params)
+    check_finite("the update", update)
+    options = _lsmr_options(atol, btol, conlim, maxiter)
+    projected, info, c, jacobian_update = _project_compiled(constraint, options, probe_rank, params, update, gamma,
+                                                            constraint_args)
+    check_finite("the constraint value c(params)", c)
+    check_finite("J u (the constraint's Jacobian at params applied to the update)", jacobian_update)
+    return projected, info
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _project_compiled(constraint: Constraint, options: LSMROptions, probe_rank: bool, params: Any, update: Any,
+                      gamma: Any, constraint_args: dict) -> tuple[Any, ProjectionInfo, jax.Array, jax.Array]:
+    """:func:`project`'s generic path, compiled once per (constraint, options, shapes): called eagerly in a
+    loop (the widgets do), it would otherwise compile LSMR's loop at every call. Also returns c and J u,
+    for the finiteness checks that can only run outside."""
+    lin = _linearize(constraint, params, constraint_args, options)
     projected, info = _project_lsmr(lin, update, gamma)
     if probe_rank:
         info = info._replace(redundancy=_redundancy(lin))
-    return projected, info
+    return projected, info, lin.c, lin.jvp(update)
 
 
 def transform(
@@ -256,6 +273,10 @@ def transform(
     def update(updates: Any, state: NullSpaceState, params: Any = None, **constraint_args: Any):
         if params is None:
             raise ValueError("the null-space transform needs params: call update(updates, state, params)")
+        return compiled_update(updates, state, params, constraint_args)
+
+    @jax.jit  # one compilation per shapes, also for eager calls in a loop (inlined under an outer jit)
+    def compiled_update(updates: Any, state: NullSpaceState, params: Any, constraint_args: dict):
         _check_same_structure(params, updates)
         if selection:
             _check_selection(constraint, params, constraint_args)

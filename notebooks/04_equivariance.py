@@ -298,7 +298,7 @@ assert 0 <= results["null_space"]["solver_iterations"] <= 2 * live_config.gram.m
 # ## Where the null-space method wins, ties and loses (from the committed table)
 #
 # - **Wins at what it enforces.** On the 32 fixed collocation images its relative invariance error is
-#   about 6e-4, 17 times below the penalty's at the same images and over 2,000 times below plain
+#   about 6e-4, 16 times below the penalty's at the same images and over 2,000 times below plain
 #   training.
 #   Resampled every batch, it reaches the lowest held-out invariance error of all non-exact methods
 #   (about 0.017: 4–5 times below the resampled penalty, 13 times below augmentation).
@@ -311,8 +311,12 @@ assert 0 <= results["null_space"]["solver_iterations"] <= 2 * live_config.gram.m
 #   behaves like an exact-per-step augmentation.
 # - **Loses on accuracy and cost.** Resampled, it is 1–3 points less accurate on turned digits (0.90)
 #   than the resampled penalty and augmentation (0.92–0.93), which trade some invariance for accuracy,
-#   and a step costs about 13–15 ms (two capped LSMR solves, 40 iterations; measured under load)
-#   against 0.15–0.5 ms for every other method: 25–95 times dearer.
+#   and a step is the dearest of all. With fixed points the Gram-form solves (warm-started, Nystrom
+#   preconditioned, 3 CG iterations each, two per step) cost about 1.2 ms, 14 plain steps or 9 penalty
+#   steps, at the same $\|c\|$ and accuracy as the 40 LSMR iterations they replace (4 ms); each CG
+#   iteration is a JVP and a VJP of the network on 128 images, as dear as a plain training step.
+#   Resampled points change $J$ every step, so nothing carries over: those steps keep LSMR from zero
+#   (4.3 ms, 48 plain steps).
 # - **The exact model wins outright here.** Group averaging is invariant to rounding (4e-8 in float32),
 #   has the best rotated accuracy (0.95) and costs four forward passes. For a small group that acts
 #   exactly there is no reason to constrain; the null-space method is for constraints without such a

@@ -108,11 +108,12 @@ assert sparsity.mask_violation(optax.apply_updates(params, step), mask) < 1e-15 
 # arithmetic $P\,\mathrm{Adam}(Pg) = \mathrm{Adam}(Pg) = P\,\mathrm{Adam}(g)$, which is also the masked
 # step computed without any solve (`sparsity.hard_mask`).
 #
-# In floating point, "before" breaks this. The solve leaves a rounding residue $r$ on the masked
-# entries of $Pg$, and Adam is scale-invariant: it turns $r$ into a step of about
-# $\eta\, r / (|r| + \epsilon)$, up to the learning rate $\eta$ itself. "before" applies that step, so
-# the masked weights sit at ~$10^{-4}$ in float32 instead of 0; "both" projects it away again, and
-# "after" never shows Adam the residue. That is why "both" (or "after", here) is the order to use.
+# In floating point this holds exactly too, because the `Selection` is projected in closed form: the
+# masked entries of $Pg$ are exact zeros. Through a solve it would not: LSMR leaves a rounding residue
+# $r$ there, and Adam is scale-invariant, turning $r$ into a step of about $\eta\, r / (|r| + \epsilon)$,
+# up to the learning rate itself. "before" would apply that step (the masked weights sit at ~$10^{-4}$
+# in float32 instead of 0); "both" projects it away again. Below, the three orders on a mask, the
+# hand-written masked step, and the same mask as a plain function (the generic LSMR path) with "before".
 #
 # The contrast: *brightness invariance*, $c = W_1^\top \mathbb{1}$ (each first-layer unit's incoming
 # weights sum to zero, so $f(x + t\mathbb{1}) = f(x)$). Its $J$ mixes the 64 weights of a column,
@@ -134,6 +135,9 @@ def trained(tx):
 
 masked = {order: trained(sparsity.nullspace_optimizer(adam, mask_small, order=order)) for order in nullspace.ORDERS}
 masked["hard mask"] = trained(sparsity.hard_mask(adam, mask_small))
+generic_mask = constraints.sparsity(mask_small)
+masked["LSMR, before"] = trained(nullspace.transform(adam, lambda theta: generic_mask(theta), gamma=1.0,
+                                                     order="before"))
 bright = {order: trained(nullspace.transform(adam, sparsity.brightness_invariance, gamma=1.0, order=order))
           for order in nullspace.ORDERS}
 violation = {
@@ -154,10 +158,10 @@ for constraint, runs in (("sparsity", masked), ("brightness", bright)):
         print(f"  {name:10s} {violation[constraint][name]:9.1e} {distance(theta, runs['both']):9.1e}")
 
 # %%
-assert violation["sparsity"]["hard mask"] == 0.0
-assert violation["sparsity"]["both"] < 1e-9 and violation["sparsity"]["after"] < 1e-9
-assert violation["sparsity"]["before"] > 1e-6  # Adam's rescaled rounding residue
-assert distance(masked["after"], masked["both"]) < 1e-4 and distance(masked["hard mask"], masked["both"]) < 1e-4
+assert all(violation["sparsity"][name] == 0.0 for name in ("hard mask", *nullspace.ORDERS))  # closed form: exact
+assert violation["sparsity"]["LSMR, before"] > 1e-6  # Adam's rescaled rounding residue of the solve
+for name in ("before", "after", "hard mask"):
+    assert distance(masked[name], masked["both"]) < 1e-4
 # Brightness: "after" ends at another point, "before" off the constraint (first-order, not rounding).
 assert distance(bright["after"], bright["both"]) > 1e-2
 assert violation["brightness"]["before"] > 100 * max(violation["brightness"]["both"], violation["brightness"]["after"])

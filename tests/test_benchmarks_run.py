@@ -47,3 +47,22 @@ def test_hardening_benchmark_smoke_mode_writes_its_tables_elsewhere(tmp_path):
         assert all(float(row[k]) < 1e-10 for k in keys), row
     for row in csv.DictReader(open(tmp_path / "hardening_preconditioned.csv")):
         assert float(row["lsqlab_P_err"]) <= 10 * float(row["scipy_AP_err"]), row
+
+
+def test_nullspace_benchmark_quick_mode_prints_every_part():
+    """The closed-form selection leaves theta_S exactly 0 and the generic path nearly; the dense Gram
+    form and LSMR reach the same NAsym (the same steps, up to LSMR's tolerance)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_nullspace.py"), "--quick"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| p |") and "---" not in line]
+    closed = [row for row in rows if row[2:3] == ["Selection, closed form"]]
+    generic = [row for row in rows if row[2:3] == ["same c, generic LSMR"]]
+    assert len(closed) == len(generic) == 2
+    assert all(float(row[5]) == 0 for row in closed) and all(0 < float(row[5]) < 1e-5 for row in generic)
+    assert sum(row[0].startswith("one ") for row in rows) == 4  # the cost of a pair, an iteration, a step
+    nasym = {row[0]: float(row[4]) for row in rows if row[0] in ("LSMR, tol 1e-4", "dense Gram form")}
+    assert abs(nasym["dense Gram form"] - nasym["LSMR, tol 1e-4"]) < 0.1 * nasym["LSMR, tol 1e-4"]
+    assert any(row[0].startswith("Gram CG warm, 3 its") for row in rows)

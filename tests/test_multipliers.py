@@ -2,6 +2,8 @@
 z = J^T y with (J J^T) y = r against the dense pseudo-inverse, warm starts that change nothing but
 the iteration count, the Nystrom preconditioner against the Gram matrix it approximates."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,20 +84,22 @@ def curved(params):
     return jnp.stack([x @ x - 1.0, jnp.sum(jnp.sin(x[:6])) - 0.3, x[0] * x[7] - x[3] * x[11]])
 
 
+def train_curved(params, tx, steps=30):
+    """``steps`` jitted steps of ``tx`` on a smooth loss under ``curved``: ((params, state), infos)."""
+    loss = lambda p: jnp.sum((p["w"] - 0.5) ** 2) + jnp.sum(jnp.cos(p["w"]))  # noqa: E731
+
+    def step(carry, _):
+        p, state = carry
+        updates, state = tx.update(jax.grad(loss)(p), state, p)
+        return (optax.apply_updates(p, updates), state), state.info
+
+    return jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), None, steps))(params)
+
+
 @pytest.mark.parametrize("rank", [0, 2])
 @pytest.mark.parametrize("order", ["both", "after"])
 def test_transform_in_gram_form_follows_the_lsmr_transform(rng, order, rank):
-    params = {"w": jnp.asarray(rng.standard_normal(12))}
-    loss = lambda p: jnp.sum((p["w"] - 0.5) ** 2) + jnp.sum(jnp.cos(p["w"]))  # noqa: E731
-
-    def train(tx, steps=30):
-        def step(carry, _):
-            p, state = carry
-            updates, state = tx.update(jax.grad(loss)(p), state, p)
-            return (optax.apply_updates(p, updates), state), state.info
-
-        return jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), None, steps))(params)
-
+    train = partial(train_curved, {"w": jnp.asarray(rng.standard_normal(12))})
     gram = multipliers.GramCG(rtol=1e-12, maxiter=50, rank=rank, refresh_every=7)
     (exact, _), _ = train(nullspace.transform(optax.adam(0.05), curved, gamma=0.5, order=order))
     (cg, _), infos = train(nullspace.transform(optax.adam(0.05), curved, gamma=0.5, order=order, gram=gram))
@@ -156,17 +160,7 @@ def test_bad_gram_options_are_refused(bad):
 
 @pytest.mark.parametrize("order", ["both", "after"])
 def test_transform_in_dense_gram_form_follows_the_lsmr_transform(rng, order):
-    params = {"w": jnp.asarray(rng.standard_normal(12))}
-    loss = lambda p: jnp.sum((p["w"] - 0.5) ** 2) + jnp.sum(jnp.cos(p["w"]))  # noqa: E731
-
-    def train(tx, steps=30):
-        def step(carry, _):
-            p, state = carry
-            updates, state = tx.update(jax.grad(loss)(p), state, p)
-            return (optax.apply_updates(p, updates), state), state.info
-
-        return jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), None, steps))(params)
-
+    train = partial(train_curved, {"w": jnp.asarray(rng.standard_normal(12))})
     (exact, _), _ = train(nullspace.transform(optax.adam(0.05), curved, gamma=0.5, order=order))
     (dense, _), infos = train(nullspace.transform(optax.adam(0.05), curved, gamma=0.5, order=order,
                                                   gram=multipliers.GramDense()))

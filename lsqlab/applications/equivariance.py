@@ -29,7 +29,8 @@ null-space step takes 32-38 ms against 14-23 ms in float32 (``--dtype float64`` 
 Solves: by default CG on the Gram form (J J^T) y = r (:mod:`lsqlab.multipliers`), warm-started from
 the previous step's multipliers, 3 iterations per solve (two solves per step, order "both"), with a
 rank-128 Nystrom preconditioner of J J^T rebuilt every 100 steps. Each iteration costs one JVP and one
-VJP of the network on the 4 x K images, about one plain training step. ``Config(gram=None)`` gives
+VJP of the network on the 4 x K images, about one plain training step (null_space_resampled, whose
+points change every step, keeps LSMR: see :func:`train_null_space`). ``Config(gram=None)`` gives
 the earlier LSMR solves from zero (atol = btol = 1e-4, capped at 20 iterations): the same ||c|| and
 accuracies at about twice the time; the measured trade-off curve (iterations, warm or cold, rank of
 the preconditioner against cost, ||c|| and accuracy) is in benchmarks/README.md.
@@ -303,11 +304,17 @@ def train_augmented_lagrangian(prepared: Data, config: Config, seed: int) -> Tra
 def train_null_space(prepared: Data, config: Config, seed: int, *, resample: bool = False) -> Trained:
     """Adam wrapped by the null-space transform (order "both"): every step keeps c = 0 to first order
     and removes the fraction gamma of the current violation. c on the fixed collocation images, or
-    (``resample``) on the first K images of each batch."""
+    (``resample``) on the first K images of each batch.
+
+    Resampled points change J entirely from one step to the next: the previous step's multipliers and
+    preconditioner say nothing about the new J, so those steps use LSMR from zero (``config.tol``,
+    ``config.maxiter``) whatever ``config.gram`` says (3 Gram-form CG iterations from stale multipliers
+    left 3x the violation and 4x the held-out invariance error, measured on 3 seeds).
+    """
     check_collocation(config.collocation, num_params(config))
     optimizer = nullspace.transform(
         optax.adam(config.learning_rate), invariance_constraint(), gamma=config.gamma, order="both",
-        atol=config.tol, btol=config.tol, maxiter=config.maxiter, gram=config.gram,
+        atol=config.tol, btol=config.tol, maxiter=config.maxiter, gram=None if resample else config.gram,
         num_constraints=num_constraints(config.collocation),
     )
     return _fit("null_space_resampled" if resample else "null_space", classifier, optimizer,
