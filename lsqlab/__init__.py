@@ -2,11 +2,11 @@
 
 Values (:mod:`lsqlab.lsmr`, :mod:`lsqlab.cgls`, :mod:`lsqlab.dense`, :mod:`lsqlab.preconditioners`),
 gradients (:mod:`lsqlab.gradients`), the public solve :func:`lstsq`, and what to do with them: the
-null-space method (:mod:`lsqlab.nullspace`), constraints (:mod:`lsqlab.constraints`) and the
-comparison methods (:mod:`lsqlab.baselines`).
+null-space method (:mod:`lsqlab.nullspace`, its Gram-form solves in :mod:`lsqlab.multipliers`),
+constraints (:mod:`lsqlab.constraints`) and the comparison methods (:mod:`lsqlab.baselines`).
 """
 
-from lsqlab import baselines, constraints, nullspace
+from lsqlab import baselines, constraints, multipliers, nullspace
 from lsqlab.lsmr import STOP_REASONS, LSMROptions, LstSqInfo, lsmr
 from lsqlab.lstsq import lstsq
 from lsqlab.nullspace import NullSpaceState, ProjectionInfo, project, transform
@@ -14,6 +14,6 @@ from lsqlab.preconditioners import column_scaling, sketch_preconditioner
 
 __all__ = [
     "STOP_REASONS", "LSMROptions", "LstSqInfo", "NullSpaceState", "ProjectionInfo", "baselines",
-    "column_scaling", "constraints", "lsmr", "lstsq", "nullspace", "project", "sketch_preconditioner",
-    "transform",
+    "column_scaling", "constraints", "lsmr", "lstsq", "multipliers", "nullspace", "project",
+    "sketch_preconditioner", "transform",
 ]
