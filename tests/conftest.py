@@ -12,3 +12,13 @@ jax.config.update("jax_enable_x64", True)
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20251027)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_compilation_caches():
+    """Drop JAX's in-memory caches of compiled executables after each test module. Each XLA:CPU
+    executable holds memory maps; the whole suite in one process compiles enough of them to reach the
+    kernel's limit (vm.max_map_count, 65530: measured ~63,000 maps before this fixture), after which
+    LLVM cannot allocate and the process aborts. The persistent cache on disk keeps recompiling cheap."""
+    yield
+    jax.clear_caches()
