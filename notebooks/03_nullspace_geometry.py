@@ -311,10 +311,11 @@ assert monitor.figure.data[1].y[-1] < 1e-8 and float(jnp.linalg.norm(constraint(
 # Measured (`benchmarks/bench_nullspace.py`, 2-core CPU, float32; the numbers and the machine are in
 # `benchmarks/README.md`): on the equivariance application (m = 960, a pair costs 0.8 plain steps
 # because the constraint runs the network on as many images as a training batch) LSMR capped at 20
-# iterations per solve costs about 50 plain steps; CG warm-started with a rank-128 Nystrom
-# preconditioner, 3 iterations per solve, about 11, at the same $\|c\|$ and accuracy; 1 iteration per
-# solve about 6, with a 15x larger violation. A mask on a million parameters costs 0.9-1.0 plain steps
-# in closed form and 7.5 through LSMR. The three solvers, on the training run above:
+# iterations per solve costs about 54 plain steps; CG warm-started with a rank-128 Nystrom
+# preconditioner, 3 iterations per solve, about 13-15, at the same $\|c\|$ and accuracy; 1 iteration
+# per solve with a rank-32 preconditioner about 8.5, with a 17x larger violation. A mask on a million
+# parameters costs 1.1 plain steps in closed form and 7.6 through LSMR. The three solvers, on the
+# training run above:
 
 # %%
 from lsqlab import multipliers  # noqa: E402
