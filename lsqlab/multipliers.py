@@ -84,6 +84,21 @@ class Solution(NamedTuple):
     iterations: jax.Array
 
 
+def squared_norm(tree: Any) -> jax.Array:
+    """||v||^2 of a pytree of arrays."""
+    return sum(jnp.vdot(leaf, leaf) for leaf in jax.tree.leaves(tree))
+
+
+def rows_times(rows: Any, v: Any) -> jax.Array:
+    """J v from J's rows (a pytree like v with a leading axis of m)."""
+    return sum(jnp.tensordot(r, leaf, axes=leaf.ndim) for r, leaf in zip(jax.tree.leaves(rows), jax.tree.leaves(v)))
+
+
+def rows_transposed_times(rows: Any, w: jax.Array) -> Any:
+    """J^T w from J's rows, a pytree like one row."""
+    return jax.tree.map(lambda r: jnp.tensordot(w, r, axes=1), rows)
+
+
 def identity(m: int, dtype: Any) -> Nystrom:
     return Nystrom(jnp.zeros((m, 0), dtype), jnp.zeros((0,), dtype))
 
@@ -134,7 +149,7 @@ def solve(jvp: Jvp, vjp: Vjp, rhs: jax.Array, y0: jax.Array, preconditioner: Nys
     def iterate(carry):
         y, z, r, p, rho, k = carry
         q = vjp(p)
-        curvature = sum(jnp.vdot(leaf, leaf) for leaf in jax.tree.leaves(q))
+        curvature = squared_norm(q)
         alpha = jnp.where(curvature > 0, rho / jnp.where(curvature > 0, curvature, 1), 0)
         y = y + alpha * p
         z = jax.tree.map(lambda zi, qi: zi + alpha * qi, z, q)
@@ -191,5 +206,5 @@ def dense_factor(rows: Any, m: int, dtype: Any, options: GramDense) -> DenseFact
 def dense_solve(factor: DenseFactor, rhs: jax.Array) -> Solution:
     """y = (J J^T)^+ rhs, z = J^T y from the stored rows (no product with the constraint)."""
     y = factor.vectors @ (factor.inverse_values * (rhs @ factor.vectors))
-    z = jax.tree.map(lambda rows: jnp.tensordot(y, rows, axes=1), factor.rows)
+    z = rows_transposed_times(factor.rows, y)
     return Solution(y, z, jnp.linalg.norm(rhs - factor.gram @ y), jnp.zeros([], jnp.int32))

@@ -128,8 +128,7 @@ def project(
     if isinstance(constraint, Selection):
         _check_selection(constraint, params, constraint_args)
         return _project_selection(constraint.arrays, params, update, gamma, tangent=True)
-    update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, params)
-    check_finite("the update", update)
+    update = _checked_update(update, params)
     options = _lsmr_options(atol, btol, conlim, maxiter)
     projected, info, c, jacobian_update = _project_compiled(constraint, options, probe_rank, params, update, gamma,
                                                             constraint_args)
@@ -238,6 +237,7 @@ def transform(
             return _Projector(
                 lambda u, s: (*_project_lsmr(lin, u, 0.0), s),
                 lambda u, tangent, s: (*_project_lsmr(lin, u, gamma, tangent=tangent), s),
+                lin,
             ), None
         if isinstance(gram, multipliers.GramDense):
             m, dtype = lin.c.shape[0], lin.c.dtype
@@ -246,10 +246,12 @@ def transform(
             return _Projector(
                 lambda u, s: (*_project_dense(lin, u, 0.0, True, factor), s),
                 lambda u, tangent, s: (*_project_dense(lin, u, gamma, tangent, factor), s),
+                lin,
             ), None
         return _Projector(
             lambda u, s: _project_gram(lin, u, 0.0, True, "y_tangent", s, gram),
             lambda u, tangent, s: _project_gram(lin, u, gamma, tangent, "y_step", s, gram),
+            lin,
         ), _GramState.refreshed(state.solver_state, lin, gram, state.count)
 
     def projected_step(updates: Any, state: NullSpaceState, params: Any, constraint_args: dict):
@@ -263,7 +265,7 @@ def transform(
             step, info, solver_state = projection.full(step, order == "both", solver_state)
             info = info._replace(iterations=info.iterations + grad_info.iterations)
         if probe_rank and not selection:
-            info = info._replace(redundancy=_redundancy(_linearize(constraint, params, constraint_args, options)))
+            info = info._replace(redundancy=_redundancy(projection.lin))
         return step, base_state, info, solver_state
 
     def plain_step(updates: Any, state: NullSpaceState, params: Any):
@@ -344,6 +346,7 @@ class _GramState(NamedTuple):
 class _Projector(NamedTuple):
     tangent: Callable[[Any, Any], tuple[Any, ProjectionInfo, Any]]
     full: Callable[[Any, bool, Any], tuple[Any, ProjectionInfo, Any]]
+    lin: _Linearized | None = None  # the step's linearisation (None for a selection)
 
 
 def _constraint_count(constraint: Constraint, params: Any, num_constraints: int | None) -> int:
@@ -377,14 +380,8 @@ def _from_rows(constraint: Pointwise, params: Any, constraint_args: dict, option
     c = constraint(params, **constraint_args)
     _check_value(c, params)
     rows = constraint.jacobian_rows(params, **constraint_args)
-
-    def jvp(v: Any) -> jax.Array:
-        return sum(jnp.tensordot(r, leaf, axes=leaf.ndim) for r, leaf in zip(jax.tree.leaves(rows), jax.tree.leaves(v)))
-
-    def vjp(w: jax.Array) -> Any:
-        return jax.tree.map(lambda r: jnp.tensordot(w, r, axes=1), rows)
-
-    return _Linearized(c, jvp, vjp, params, options, rows)
+    return _Linearized(c, partial(multipliers.rows_times, rows), partial(multipliers.rows_transposed_times, rows),
+                       params, options, rows)
 
 
 def _check_value(c: Any, params: Any) -> None:
@@ -416,8 +413,7 @@ def _lsmr_on_j(lin: _Linearized, rhs: jax.Array) -> tuple[Any, LstSqInfo]:
 
 def _right_hand_side(lin: _Linearized, update: Any, gamma: Any, tangent: bool) -> tuple[Any, jax.Array]:
     """The update in the parameters' dtypes, checked, and rhs = J u + gamma c (``tangent=False``: gamma c)."""
-    update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, lin.params)
-    check_finite("the update", update)
+    update = _checked_update(update, lin.params)
     rhs = gamma * lin.c
     if tangent:
         jacobian_update = lin.jvp(update)
@@ -466,8 +462,7 @@ def _project_selection(arrays: tuple[Any, Any], params: Any, update: Any, gamma:
     """d = where(mask, -gamma (theta - v), u) (``tangent=False``: u - gamma J^+ c), elementwise on every
     leaf. J d + gamma c = 0 on the mask by construction, so the linearized violation is reported as 0
     (``tangent=False``: ||J u||, what the untouched update leaves)."""
-    update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, params)
-    check_finite("the update", update)
+    update = _checked_update(update, params)
     correction = selection_residual(arrays, params)  # J^+ c, zero off the mask
     kept = selection_tangent(arrays, update) if tangent else update
     projected = jax.tree.map(lambda u, r: u - gamma * r, kept, correction)
@@ -476,6 +471,13 @@ def _project_selection(arrays: tuple[Any, Any], params: Any, update: Any, gamma:
     info = _info(None, left, jnp.zeros([], jnp.int32), jnp.full([], CLOSED_FORM, jnp.int32), jnp.ones([], dtype),
                  violation=_tree_norm(correction))
     return projected, info
+
+
+def _checked_update(update: Any, params: Any) -> Any:
+    """The update in the parameters' dtypes; NaN/Inf in a concrete one is refused."""
+    update = jax.tree.map(lambda leaf, like: jnp.asarray(leaf, jnp.result_type(like)), update, params)
+    check_finite("the update", update)
+    return update
 
 
 def _info(c: jax.Array | None, linearized_violation: jax.Array, iterations: jax.Array, istop: jax.Array,
@@ -487,7 +489,7 @@ def _info(c: jax.Array | None, linearized_violation: jax.Array, iterations: jax.
 
 
 def _tree_norm(tree: Any) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
+    return jnp.sqrt(multipliers.squared_norm(tree))
 
 
 def _redundancy(lin: _Linearized) -> jax.Array:

@@ -32,7 +32,7 @@ rank-128 Nystrom preconditioner of J J^T rebuilt every 100 steps. Each iteration
 VJP of the network on the 4 x K images, about one plain training step (null_space_resampled, whose
 points change every step, keeps LSMR: see :func:`train_null_space`). ``Config(gram=None)`` gives
 the earlier LSMR solves from zero (atol = btol = 1e-4, capped at 20 iterations): the same ||c|| and
-accuracies at about twice the time; the measured trade-off curve (iterations, warm or cold, rank of
+accuracies at 3.5-4 times the time; the measured trade-off curve (iterations, warm or cold, rank of
 the preconditioner against cost, ||c|| and accuracy) is in benchmarks/README.md.
 """
 

@@ -366,8 +366,8 @@ def train(
     method's landing rate, number m of collocation pairs (m < #parameters), whether the pairs are
     redrawn at every step (else drawn once and kept), and the LSMR tolerance of its solves on J
     (used with ``gram=None``); ``gram``: the solves on J, by default the dense Gram form
-    (:class:`lsqlab.multipliers.GramDense`: J formed by m batched VJPs, m = 32 by default, and
-    (J J^T)^+ shared by both solves of a step), 4-5x cheaper than LSMR here for the same steps.
+    (:class:`lsqlab.multipliers.GramDense`: J formed pair by pair, m = 32 by default, and (J J^T)^+
+    shared by both solves of a step), about 8x cheaper than LSMR here for the same steps.
     """
     config = TrainingConfig(method, steps, **options)
     _check_config(config)
