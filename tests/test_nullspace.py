@@ -90,6 +90,9 @@ def test_redundant_constraints_give_the_same_step_and_are_reported(point):
     assert float(info.linearized_violation) < 1e-9
     assert float(full_info.redundancy) < 1e-12  # full row rank: I - J J^+ = 0
     assert float(info.redundancy) > 0.1  # E = m - rank = 3; one seeded probe: measured 2.99
+    tx = nullspace.transform(optax.sgd(0.1), redundant, gamma=0.5, probe_rank=True)
+    _, state = jax.jit(tx.update)(update, tx.init(params), params)
+    np.testing.assert_allclose(float(state.info.redundancy), float(info.redundancy), rtol=1e-6)
 
 
 def test_sign_convention_first_order_violation_shrinks_by_one_minus_gamma(rng):
