@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsqlab.operators import is_concrete
+from lsqlab.operators import is_concrete, read_back
 
 Action = Callable[[jax.Array], jax.Array]
 
@@ -59,21 +59,27 @@ class Selection:
         (I - J^+ J) u = where(mask, 0, u),      J^+ c = where(mask, theta - v, 0),
 
     and :mod:`lsqlab.nullspace` uses these (elementwise on every leaf, so a sharded pytree stays
-    sharded and nothing is gathered). Called, a selection returns c as the 1-D array of the masked
-    entries (for penalties, checks and the generic solve path); that needs a concrete mask.
+    sharded, in the parameters' sharding, and nothing is gathered). Called, a selection returns c as
+    the 1-D array of the masked entries in leaf order (for penalties, checks and the generic solve
+    path); its length, the number of masked entries, is counted once at construction (on the mask's
+    devices), so the call traces under ``jit`` but needs a mask that is concrete when the selection
+    is built.
 
     ``mask``: a pytree of boolean arrays with the structure and shapes of the parameters (NumPy or
-    JAX arrays, concrete or traced); ``target``: None or a pytree of that structure.
+    JAX arrays, sharded or not, concrete or traced; shard it like the parameters, or each device keeps
+    a whole copy); ``target``: None or a pytree of that structure.
     """
 
     def __init__(self, mask: Any, target: Any = None):
         self.mask = jax.tree.map(lambda leaf: jnp.asarray(leaf, bool), mask)
         self.target = target
-        self._indices: list[np.ndarray] | None = None
         if target is not None and jax.tree.structure(target) != jax.tree.structure(self.mask):
             raise ValueError(
                 f"target {jax.tree.structure(target)} and mask {jax.tree.structure(self.mask)} are different pytrees")
-        if is_concrete(self.mask) and not any(np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(self.mask)):
+        self._counts = None
+        if is_concrete(self.mask):
+            self._counts = [int(read_back(_count, leaf)) for leaf in jax.tree.leaves(self.mask)]
+        if self._counts is not None and sum(self._counts) == 0:
             raise ValueError("the mask selects no parameter")
 
     @property
@@ -82,14 +88,15 @@ class Selection:
         return self.mask, self.target
 
     def __call__(self, params: Any) -> jax.Array:
-        """c = theta_S - v_S as a 1-D array (the masked entries in leaf order)."""
+        """c = theta_S - v_S as a 1-D array (the masked entries in leaf order, replicated)."""
         self.check_params(params)
-        if self._indices is None:
-            if not is_concrete(self.mask):
-                raise ValueError("evaluating c as a 1-D array needs a concrete mask (use selection_residual)")
-            self._indices = [np.flatnonzero(np.asarray(leaf)) for leaf in jax.tree.leaves(self.mask)]
+        if self._counts is None:
+            raise ValueError("evaluating c as a 1-D array needs a mask that is concrete when the selection is "
+                             "built (its count fixes c's length); a traced mask projects in closed form "
+                             "(nullspace.project, transform) or through selection_residual")
         differences = selection_residual(self.arrays, params)
-        return jnp.concatenate([jnp.ravel(leaf)[idx] for leaf, idx in zip(jax.tree.leaves(differences), self._indices)])
+        return jnp.concatenate([_compact(leaf, mask, count) for leaf, mask, count
+                                in zip(jax.tree.leaves(differences), jax.tree.leaves(self.mask), self._counts)])
 
     def check_params(self, params: Any) -> None:
         """Raise ValueError unless params has the mask's structure and shapes."""
@@ -99,6 +106,27 @@ class Selection:
         for leaf, mask_leaf in zip(jax.tree.leaves(params), jax.tree.leaves(self.mask)):
             if jnp.shape(leaf) != mask_leaf.shape:
                 raise ValueError(f"params has a leaf of shape {jnp.shape(leaf)} where the mask has {mask_leaf.shape}")
+
+
+@jax.jit
+def _count(mask: jax.Array) -> jax.Array:
+    """The number of True entries, summed where the mask lives (a scalar any process can read)."""
+    return jnp.sum(mask)
+
+
+def _compact(values: jax.Array, mask: jax.Array, count: int) -> jax.Array:
+    """values[mask] in row-major order, with its length ``count`` known: positions by a prefix sum
+    along each slice values[i] and one over the slices' counts, then one scatter-add. For a leaf
+    sharded along axis 0, the devices exchange only the shape[0] slice counts and sum the
+    ``count``-long result: no entry of the leaf is gathered."""
+    if count == 0:
+        return jnp.zeros(0, values.dtype)
+    rows = (mask.shape[0] if mask.ndim else 1, -1)
+    selected = jnp.reshape(mask, rows).astype(jnp.int32 if mask.size < 2**31 else jnp.int64)
+    within = jnp.cumsum(selected, axis=1)
+    before = jnp.cumsum(within[:, -1]) - within[:, -1]
+    positions = jnp.where(selected > 0, before[:, None] + within - 1, count)  # count: out of range, dropped
+    return jnp.zeros(count, values.dtype).at[positions].add(jnp.reshape(values, rows), mode="drop")
 
 
 def selection_residual(arrays: tuple[Any, Any], params: Any) -> Any:

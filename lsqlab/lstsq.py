@@ -15,7 +15,7 @@ import numpy as np
 
 from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
 from lsqlab.lsmr import NOT_LINEAR, LSMROptions, LstSqInfo, lsmr
-from lsqlab.operators import as_operator, check_damp, is_concrete, matmul
+from lsqlab.operators import as_operator, check_damp, is_concrete, matmul, read_back
 from lsqlab.preconditioners import Preconditioned, Preconditioner, check_preconditioner_finite
 
 
@@ -77,6 +77,12 @@ def lstsq(
       ``reason``, ||r||, ||A^T r||, estimates of ||A|| and cond(A), ||x||). Non-convergence is
       reported in ``info.istop`` (7: iteration limit; 8: NaN/Inf met; 9: not trusted; 10: A(0) != 0),
       never raised under ``jit``.
+
+    Sharded inputs (several devices of one host, or several processes under ``jax.distributed``),
+    eagerly or under ``jit``: with A and b sharded by rows every product runs on each device's own
+    rows (A v locally; A^T u locally, then one all-reduce of n entries) and nothing gathers A; the
+    eager checks reduce on the devices and read back one scalar. x and ``info`` come back replicated
+    over A's devices; gradients keep the sharding of the input they belong to (dA like A, db like b).
     """
     check_damp(damp)
     problem = as_operator(A, b, x0, domain)
@@ -112,11 +118,17 @@ def _matrix_scale(problem: Any) -> float:
     (beyond 2^(+-emax/4)) that LSMR's products of two norms would overflow or underflow; else 1."""
     if problem.apply is not matmul or not is_concrete(problem.params):
         return 1.0
-    largest = float(np.max(np.abs(np.asarray(problem.params)), initial=0))
+    largest = float(read_back(_largest_magnitude, problem.params))
     bound = 2.0 ** (jnp.finfo(problem.b.dtype).maxexp // 4)
     if largest == 0 or 1 / bound <= largest <= bound:
         return 1.0
     return 2.0 ** -round(np.log2(largest))
+
+
+@jax.jit
+def _largest_magnitude(A: jax.Array) -> jax.Array:
+    """max |A_ij| (0 for an empty A), reduced where A lives: a scalar any process can read."""
+    return jnp.max(jnp.abs(A), initial=0)
 
 
 def _check_preconditioner(preconditioner: Preconditioner, shape: tuple[int, int], damp: Any, x0: Any) -> None:

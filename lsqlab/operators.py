@@ -91,10 +91,22 @@ def streamed_mv_rmv(matrix: jax.Array, v: jax.Array, alpha: jax.Array, u: jax.Ar
     return t.at[blocks * block_rows:].set(t_tail), w + t_tail @ tail
 
 
+def is_partitioned(x: Any) -> bool:
+    """True when ``x`` is laid out over several devices: a concrete array whose sharding spans more
+    than one device, or a traced value whose abstract mesh (under ``jit``, its inputs' mesh) does."""
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        return len(x.sharding.device_set) > 1
+    mesh = getattr(getattr(jax.typeof(x), "sharding", None), "mesh", None)
+    return mesh is not None and not mesh.empty and mesh.size > 1
+
+
 def _matrix_mv_rmv(matrix: jax.Array) -> MvRmv | None:
     """Streamed products on the CPU for a matrix beyond STREAM_BYTES; on other backends (and for
-    smaller matrices) the two plain products are already at memory speed."""
-    if matrix.size * matrix.dtype.itemsize < STREAM_BYTES:
+    smaller matrices) the two plain products are already at memory speed. A matrix laid out over
+    several devices keeps the plain products, which XLA partitions shard by shard (A v on each
+    device's rows; A^T t as each device's share plus one all-reduce of n entries): streaming its
+    row blocks with dynamic slices would make XLA gather the whole of A onto every device."""
+    if matrix.size * matrix.dtype.itemsize < STREAM_BYTES or is_partitioned(matrix):
         return None
     block_rows = max(1, BLOCK_BYTES // (matrix.shape[1] * matrix.dtype.itemsize))
 
@@ -160,10 +172,25 @@ def is_concrete(*trees: Any) -> bool:
 
 
 def check_finite(name: str, tree: Any) -> None:
-    """Raise for NaN/Inf in concrete arrays (traced ones are checked in the solve: istop 8)."""
+    """Raise for NaN/Inf in concrete arrays (traced ones are checked in the solve: istop 8). The test
+    runs where each array lives (a sharded one on its shards, also across processes) and only its
+    scalar answer is read back."""
     for leaf in jax.tree.leaves(tree):
-        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+        if is_concrete(leaf) and not bool(read_back(_all_finite, leaf)):
             raise ValueError(f"{name} contains NaN or Inf")
+
+
+def read_back(reduction: Callable[[jax.Array], jax.Array], x: Any) -> jax.Array:
+    """``reduction(x)`` for a concrete x, evaluated now even inside a trace (where it would be staged),
+    on x's devices: only the scalar answer, replicated, comes back to the host."""
+    with jax.ensure_compile_time_eval():
+        return reduction(x)
+
+
+@jax.jit
+def _all_finite(x: jax.Array) -> jax.Array:
+    """all(isfinite(x)) as a scalar (replicated over x's devices, so any process can read it)."""
+    return jnp.all(jnp.isfinite(x))
 
 
 class FlatProblem(NamedTuple):

@@ -28,7 +28,8 @@ from jax.scipy.linalg import solve_triangular
 
 from lsqlab.lsmr import LstSqInfo, verify_stop
 from lsqlab.operators import (
-    LinearMap, as_operator, check_damp, check_finite, frobenius_norm, golub_kahan_products, linear_map, matmul,
+    LinearMap, as_operator, check_damp, check_finite, frobenius_norm, golub_kahan_products, is_concrete, linear_map,
+    matmul,
 )
 
 
@@ -126,8 +127,10 @@ class Preconditioned:
 
 def product_rounding(A: jax.Array, P: jax.Array) -> jax.Array:
     """eps ||A||_F ||P||_F / k: the relative rounding error of a product A (P y), about eps cond(A)
-    when A P is well conditioned (||A||_F ||P||_F / k is then a lower estimate of cond(A))."""
-    return jnp.finfo(A.dtype).eps * jnp.linalg.norm(A) * jnp.linalg.norm(P) / P.shape[1]
+    when A P is well conditioned (||A||_F ||P||_F / k is then a lower estimate of cond(A)); k counts
+    P's nonzero columns (a rank-revealing P built under ``jit`` has zero columns beyond the rank)."""
+    k = jnp.maximum(jnp.sum(jnp.any(P != 0, axis=0)), 1)
+    return jnp.finfo(A.dtype).eps * jnp.linalg.norm(A) * jnp.linalg.norm(P) / k
 
 
 def _stacked(a: LinearMap, P: Preconditioner, damp: jax.Array, formed: bool) -> LinearMap:
@@ -187,7 +190,8 @@ def _sparse_sign_sketch(A: jax.Array, key: jax.Array, s: int, nonzeros: int) -> 
 
 def column_scaling(A: Any, *, damp: float = 0.0, domain: Any = None) -> ColumnScaling:
     """Jacobi: P = diag(1 / sqrt(||a_j||^2 + damp^2)) (1 for zero columns). A function operator
-    costs n products to find its column norms."""
+    costs n products to find its column norms. Runs under ``jit``; for a row-sharded A each device
+    sums its rows' squares and one all-reduce of n entries gives the scale, replicated."""
     check_damp(damp)
     op, dtype = _flat_map(A, domain)
     columns = A if not callable(A) else jax.vmap(op.mv, out_axes=1)(jnp.eye(op.shape[1], dtype=dtype))
@@ -229,6 +233,11 @@ def sketch_preconditioner(
     in A's precision: s n^2 flops of matrix products instead of LAPACK's 2 s n^2 for QR, valid while
     cond(A)^2 eps << 1. Where that fails (a non-finite R, or a diagonal of R spread beyond
     0.1 / sqrt(eps)) it falls back to QR.
+
+    Runs under ``jit`` (the rank k is data: there P has n columns, the last n - k of them zero; called
+    eagerly, P keeps its first k columns) and on sharded inputs: a row-sharded A is sketched where
+    its rows live (each device adds its rows into the s x n sketch, then one all-reduce of it), and
+    everything after works on the small s x n sketch, so P is replicated on A's devices.
     """
     if factorisation not in ("qr", "cholesky"):
         raise ValueError(f"factorisation must be 'qr' or 'cholesky', got {factorisation!r}")
@@ -245,20 +254,24 @@ def sketch_preconditioner(
     else:
         _check_sparse_nonzeros(sparse_nonzeros, s)
         sketch = _sparse_sign_sketch(jnp.asarray(A).astype(work_dtype), key, s, sparse_nonzeros)
-    if damp > 0:
+    if not is_concrete(damp) or damp > 0:  # a traced damp: the rows damp I always (zero rows at damp 0)
         sketch = jnp.concatenate([sketch, damp * jnp.eye(n, dtype=work_dtype)])
-    r = _gram_cholesky(sketch.astype(dtype)) if factorisation == "cholesky" else None
-    if r is None:
+    if factorisation == "cholesky":
+        r = _gram_cholesky_or_qr(sketch, dtype)
+    else:
         r = jnp.linalg.qr(sketch, mode="r").astype(dtype)
     if not rank_revealing:
         return MatrixPreconditioner(_triangular_inverse(r))
     r_pivoted, permutation = _pivoted_qr(r)
     diagonal = jnp.abs(jnp.diag(r_pivoted))
     cutoff = (n * jnp.finfo(dtype).eps if rcond is None else rcond) * diagonal[0]
-    k = int(jnp.sum(diagonal > cutoff))
-    if k == 0:
+    k = jnp.sum(diagonal > cutoff)
+    P = _row_space_inverse(r_pivoted, permutation, k)
+    if not is_concrete(k):  # under jit: n columns, the last n - k of them zero
+        return MatrixPreconditioner(P)
+    if int(k) == 0:
         raise ValueError("the sketch of A has numerical rank 0 (A is zero): there is nothing to precondition")
-    return MatrixPreconditioner(_row_space_inverse(r_pivoted, permutation, k))
+    return MatrixPreconditioner(P[:, :int(k)])
 
 
 def check_preconditioner_finite(preconditioner: Preconditioner) -> None:
@@ -294,28 +307,39 @@ def _pivoted_qr(r: jax.Array) -> tuple[jax.Array, jax.Array]:
     return r_pivoted, permutation
 
 
-@partial(jax.jit, static_argnums=2)
-def _row_space_inverse(r_pivoted: jax.Array, permutation: jax.Array, k: int) -> jax.Array:
-    """P = Pi Z^T T^{-1} (n x k) from the complete orthogonal decomposition [R11 R12] = T Z of the
-    first k rows of R_p: R P = Q_k (orthonormal columns) and range(P) = the numerical row space of R.
+@jax.jit
+def _row_space_inverse(r_pivoted: jax.Array, permutation: jax.Array, k: jax.Array) -> jax.Array:
+    """P = Pi Z^T T^{-1} from the complete orthogonal decomposition [R11 R12] = T Z of the first k
+    rows of R_p: R P = [Q_k, 0] and range(P) = the numerical row space of R. P is n x n with its last
+    n - k columns zero (k is data, so this compiles once for every rank): Householder QR of the
+    masked R_p^T, whose last n - k columns are zero, gives Z^T and T^T in its first k columns and
+    zeros after them, so T^T is completed with the identity there before the inversion.
     For k = n, P = Pi R_p^{-1}."""
-    if k == r_pivoted.shape[0]:
-        local = _triangular_inverse(r_pivoted)
-    else:
-        z_t, t_t = jnp.linalg.qr(r_pivoted[:k].T)  # [R11 R12]^T = Z^T T^T
-        local = z_t @ _triangular_inverse(t_t).T
+    n = r_pivoted.shape[0]
+    kept = jnp.arange(n) < k
+
+    def full_rank() -> jax.Array:
+        return _triangular_inverse(r_pivoted)
+
+    def deficient() -> jax.Array:
+        z_t, t_t = jnp.linalg.qr(jnp.where(kept[:, None], r_pivoted, 0).T)  # [R11 R12; 0 0]^T = Z^T T^T
+        t_t = t_t + jnp.diag(jnp.where(kept, 0, 1).astype(t_t.dtype))
+        return jnp.where(kept[None, :], z_t @ _triangular_inverse(t_t).T, 0)
+
+    local = jax.lax.cond(k == n, full_rank, deficient)
     return jnp.zeros_like(local).at[permutation].set(local)
 
 
-def _gram_cholesky(sketch: jax.Array) -> jax.Array | None:
-    """Upper-triangular R with R^T R = X^T X (X = sketch), or None where the Cholesky factorisation
-    fails or R's diagonal shows cond(X) beyond 0.1 / sqrt(eps)."""
-    r = _cholesky_of_gram(sketch)
+def _gram_cholesky_or_qr(sketch: jax.Array, dtype: Any) -> jax.Array:
+    """Upper-triangular R (in ``dtype``) with R^T R = X^T X (X = sketch): the Cholesky factor of the
+    Gram matrix formed in ``dtype``, or R of QR of X in its own dtype where that fails (non-finite) or
+    R's diagonal shows cond(X) beyond 0.1 / sqrt(eps). The choice is taken at run time
+    (``lax.cond``), so this also runs under ``jit``."""
+    r = _cholesky_of_gram(sketch.astype(dtype))
     diagonal = jnp.abs(jnp.diag(r))
-    spread_limit = 0.1 / np.sqrt(np.finfo(sketch.dtype).eps)
-    if not (bool(jnp.all(jnp.isfinite(r))) and float(jnp.max(diagonal)) <= spread_limit * float(jnp.min(diagonal))):
-        return None
-    return r
+    spread_limit = 0.1 / np.sqrt(np.finfo(dtype).eps)
+    valid = jnp.all(jnp.isfinite(r)) & (jnp.max(diagonal) <= spread_limit * jnp.min(diagonal))
+    return lax.cond(valid, lambda: r, lambda: jnp.linalg.qr(sketch, mode="r").astype(dtype))
 
 
 @jax.jit

@@ -66,3 +66,23 @@ def test_nullspace_benchmark_quick_mode_prints_every_part():
     nasym = {row[0]: float(row[4]) for row in rows if row[0] in ("LSMR, tol 1e-4", "dense Gram form")}
     assert abs(nasym["dense Gram form"] - nasym["LSMR, tol 1e-4"]) < 0.1 * nasym["LSMR, tol 1e-4"]
     assert any(row[0].startswith("Gram CG warm, 3 its") for row in rows)
+
+
+def test_sharding_benchmark_quick_mode_on_four_cpu_devices():
+    """Each simulated device holds one shard of A (its arguments are A's and b's shards), what is
+    one collective moves is at most a vector (the solve's residual), and the sharded results match one unsharded
+    device."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_sharding.py"), "--quick",
+                             "--cpu-devices", "4"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "x 4 devices in 1 process" in lines[0]
+    rows = [line for line in lines if "per device:" in line]
+    assert len(rows) == 2, rows
+    for row in rows:  # a vector of m entries at most (the solve's residual), never a matrix
+        m = int(row.split()[2 if row.startswith("train") else 1].split("x")[0])
+        assert float(row.split("largest collective")[1].split()[0]) * 2**20 <= 8 * m, row
+    arguments, shard = (float(rows[0].split(text)[1].split()[0]) for text in ("arguments", "one shard"))
+    assert shard <= arguments < 1.1 * shard  # A's shard and b's: not the whole of A (4 shards)
+    assert float(lines[-1].split("difference")[1]) < 1e-10

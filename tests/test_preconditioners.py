@@ -226,11 +226,16 @@ def test_gradients_with_the_fast_recipe_on_a_streamed_matrix(rng, monkeypatch):
 @pytest.mark.parametrize("rank", [60, 40])
 def test_rank_revealing_p_spans_the_row_space_and_conditions_a(rng, rank):
     """The complete orthogonal decomposition: P (n x k) has k = rank(A), P^T kills null(A) (so
-    x = P y stays in the row space), and A P is well conditioned (a 4n-row sketch: cond <= 3)."""
+    x = P y stays in the row space), and A P is well conditioned (a 4n-row sketch: cond <= 3).
+    Under jit (where the rank is data; before, it was read back as a Python int and jit failed) P
+    has n columns: the eager P, then zeros."""
     s = np.concatenate([np.logspace(0, -5, rank), np.zeros(60 - rank)])
     A = matrix_with_spectrum(rng, 300, 60, s)
     P = np.asarray(sketch_preconditioner(jnp.asarray(A), jax.random.key(9), rcond=1e-10).matrix)
     assert P.shape == (60, rank)
+    jitted = np.asarray(jax.jit(lambda A: sketch_preconditioner(A, jax.random.key(9), rcond=1e-10).matrix)(A))
+    np.testing.assert_allclose(jitted[:, :rank], P, atol=1e-12 * np.max(np.abs(P)))
+    assert jitted.shape == (60, 60) and not np.any(jitted[:, rank:])
     null_space = np.linalg.svd(A)[2][rank:].T
     if rank < 60:
         assert np.linalg.norm(P.T @ null_space) <= 1e-8 * np.linalg.norm(P)
