@@ -2,8 +2,9 @@
 """Developer entry point for lsqlab (standard library only, run with a bare ``python3``).
 
     python3 dev.py lab           JupyterLab on 127.0.0.1 (token auth) opening notebooks/00_tour.ipynb
-    python3 dev.py test [ARGS]   one pytest run: tests/, every notebook (nbmake), the browser check;
-                                 ARGS go to pytest
+    python3 dev.py test [ARGS]   one pytest run of tests/: unit tests, every notebook from the built wheel
+                                 outside the checkout, as is and as Colab would (marker `student`), and the
+                                 browser check (marker `browser`); ARGS go to pytest
     python3 dev.py lock          re-pin requirements.txt from pyproject.toml's extras `lab` and `dev`,
                                  and rewrite environment.yml and binder/environment.yml from it
 
@@ -14,6 +15,7 @@ whenever requirements.txt or pyproject.toml change. Nothing is registered outsid
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -34,6 +36,9 @@ LOCK_PYTHON = "3.11"
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM = Path(os.environ.get("LSQLAB_CHROMIUM", DEBIAN_CHROMIUM))
 ENVIRONMENT_FILES = (ROOT / "environment.yml", ROOT / "binder" / "environment.yml")
+# JupyterLab's settings defaults inside .venv: no "get notified about Jupyter news?" pop-up over the figures.
+LAB_OVERRIDES = VENV / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+NO_NEWS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
 
 
 def venv_bin(name: str) -> Path:
@@ -109,13 +114,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def write_lab_overrides() -> None:
+    """Merge ``NO_NEWS`` into .venv's JupyterLab settings defaults (a user's own settings still win)."""
+    overrides = json.loads(LAB_OVERRIDES.read_text()) if LAB_OVERRIDES.exists() else {}
+    for plugin, settings in NO_NEWS.items():
+        overrides.setdefault(plugin, {}).update(settings)
+    LAB_OVERRIDES.parent.mkdir(parents=True, exist_ok=True)
+    LAB_OVERRIDES.write_text(json.dumps(overrides, indent=2) + "\n")
+
+
 def lab(args: list[str]) -> None:
-    """Start JupyterLab from .venv on a free local port with a fresh token."""
+    """Start JupyterLab from .venv on a free local port with a fresh token, without the news pop-up."""
     python = ensure_venv()
+    write_lab_overrides()
     port, token = free_port(), secrets.token_urlsafe(24)
     command = [
         python, "-m", "jupyter", "lab", TOUR, "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         *(["--allow-root"] if is_root() else []), *args,
     ]
     print(f"\nJupyterLab: http://127.0.0.1:{port}/lab/tree/{TOUR}?token={token}\n", flush=True)
@@ -140,10 +156,11 @@ def ensure_chromium() -> None:
 
 
 def test(args: list[str]) -> None:
-    """Unit tests, notebooks (nbmake) and the browser check in one pytest run, in smoke mode."""
+    """Unit tests, the notebooks (run from the built wheel by tests/test_student_machine.py) and the browser
+    check in one pytest run, in smoke mode."""
     python = ensure_venv()
     ensure_chromium()
-    command = [python, "-m", "pytest", "tests", "notebooks", "--nbmake", "--nbmake-timeout=600", *args]
+    command = [python, "-m", "pytest", "tests", *args]
     exec_tool(command, tool_env(LSQLAB_SMOKE="1", XLA_PYTHON_CLIENT_PREALLOCATE="false"))
 
 

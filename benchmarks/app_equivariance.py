@@ -3,7 +3,7 @@
 Methods (lsqlab.applications.equivariance): plain, augmentation, group_average, penalty and
 penalty_resampled, augmented_lagrangian, null_space and null_space_resampled ("resampled": the
 constraint's collocation images are the first K images of each batch instead of K fixed ones).
-Writes benchmarks/results/equivariance{_runs.csv,.csv,.md}: accuracy on the upright and the rotated
+Writes equivariance{_runs.csv,.csv,.md}: accuracy on the upright and the rotated
 test set, invariance error E ||f(r^k x) - f(x)|| / ||f(x)|| on held-out test images and on the fixed
 collocation images, ||c|| there, milliseconds per compiled step, null-space solver iterations per step.
 
@@ -11,9 +11,11 @@ collocation images, ||c|| there, milliseconds per compiled step, null-space solv
     python benchmarks/app_equivariance.py --smoke    # tiny budget, same code: ~35 s, mostly compiling
     python benchmarks/app_equivariance.py --tune     # the grids behind penalty_mu, al_rho, al_dual_step (seed 0):
                                                      # ~1 min (20 s with a warm JAX cache)
-    options: --out DIR (instead of benchmarks/results), --dtype float64, --seeds 0 1 2
+    options: --out DIR, --record, --dtype float64, --seeds 0 1 2
 
-LSQLAB_SMOKE=1 (or CI) in the environment means --smoke.
+The tables go to artifacts/results/ (git-ignored; artifacts/results/smoke/ on a smoke budget) or --out DIR;
+--record (full budget only) overwrites the recorded tables that ship with lsqlab and notebook 04 reads
+(lsqlab/applications/results/). LSQLAB_SMOKE=1 (or CI) in the environment means --smoke.
 """
 
 from __future__ import annotations
@@ -82,21 +84,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny budget (also LSQLAB_SMOKE=1)")
     parser.add_argument("--tune", action="store_true", help="run the penalty / augmented-Lagrangian grids (seed 0)")
-    parser.add_argument("--out", type=Path, default=tables.RESULTS, help="directory of the CSV/Markdown files")
+    tables.add_output_options(parser, __file__)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     args = parser.parse_args()
     smoke = args.smoke or smoke_from_env(os.environ)
+    partial = ("--seeds other than 0 1 2" if tuple(args.seeds) != SEEDS and not args.tune
+               else "--dtype float64 (the recorded tables are float32)" if args.dtype == "float64" else None)
+    out = tables.output_directory(parser, args, smoke, partial)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     config = eq.Config(dtype=args.dtype, **(SMOKE if smoke else {}))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()}); "
           f"{'smoke' if smoke else 'full'} run, {config}", flush=True)
     start = time.perf_counter()
-    summary = tune(config, args.out) if args.tune else table(config, tuple(args.seeds), args.out)
+    summary = tune(config, out) if args.tune else table(config, tuple(args.seeds), out)
     metrics = METRICS[:5] if args.tune else METRICS
     print(tables.markdown(summary, metrics, ("method", *TUNED) if args.tune else BY))
-    print(f"total {time.perf_counter() - start:.0f} s; written to {args.out}")
+    print(f"total {time.perf_counter() - start:.0f} s; written to {out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """GP hyperparameters tuned for prediction (lsqlab) against marginal likelihood and textbook values.
 
-Writes benchmarks/results/gp.{csv,md} and gp_runs.csv (or into --out DIR): RMSE, NLPD, fit time and
+Writes gp.{csv,md} and gp_runs.csv: RMSE, NLPD, fit time and
 compile time per data set and method, mean ± std over 3 seeds (and, for diabetes and Friedman #1, over
 5 test folds per seed).
 
@@ -14,6 +14,10 @@ compile time per data set and method, mean ± std over 3 seeds (and, for diabete
     python benchmarks/app_gp.py            # 9-12 min on 2 shared cores
     python benchmarks/app_gp.py --smoke    # tiny budget, under a minute (also with LSQLAB_SMOKE=1)
 
+The tables go to artifacts/results/ (git-ignored; artifacts/results/smoke/ on a smoke budget) or --out DIR;
+--record (full budget only) overwrites the recorded tables that ship with lsqlab and notebook 07 reads
+(lsqlab/applications/results/).
+
 NumPy/SciPy (scikit-learn) run single-threaded (OPENBLAS_NUM_THREADS=1) unless the caller set it.
 """
 
@@ -25,7 +29,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 
@@ -55,14 +58,16 @@ def run(budget: gp.Budget, seeds=SEEDS) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny budget (also set by LSQLAB_SMOKE=1)")
-    parser.add_argument("--out", type=Path, default=tables.RESULTS, help="directory of the tables")
+    tables.add_output_options(parser, __file__)
     args = parser.parse_args()
-    budget = gp.SMOKE if args.smoke or SMOKE else gp.FULL
+    smoke = args.smoke or SMOKE
+    out = tables.output_directory(parser, args, smoke)
+    budget = gp.SMOKE if smoke else gp.FULL
     started = time.perf_counter()
     runs = run(budget)
-    summary = tables.write(runs, "gp", by=BY, metrics=METRICS, directory=args.out)
+    summary = tables.write(runs, "gp", by=BY, metrics=METRICS, directory=out)
     print(tables.markdown(summary, METRICS, BY))
-    print(f"total {time.perf_counter() - started:.0f} s; budget {budget}")
+    print(f"total {time.perf_counter() - started:.0f} s; budget {budget}; written to {out}")
 
 
 if __name__ == "__main__":

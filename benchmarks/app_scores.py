@@ -6,9 +6,13 @@ relative error against the exact score of the noised training set, energy distan
 precision/recall of annealed-Langevin samples against held-out data, milliseconds per step. The row
 "exact" samples with the exact score of the noised training set: the sampler's own floor.
 
-    .venv/bin/python benchmarks/app_scores.py                 # benchmarks/results/scores.{csv,md}: 4 min
-    .venv/bin/python benchmarks/app_scores.py --collocation   # .../scores_collocation (fixed vs redrawn, m): 1 min
-    .venv/bin/python benchmarks/app_scores.py --smoke --out /tmp/scores   # ~25 s (also LSQLAB_SMOKE=1)
+    .venv/bin/python benchmarks/app_scores.py                 # scores.{csv,md}: 4 min
+    .venv/bin/python benchmarks/app_scores.py --collocation   # scores_collocation (fixed vs redrawn, m): 1 min
+    .venv/bin/python benchmarks/app_scores.py --smoke         # ~25 s (also LSQLAB_SMOKE=1)
+
+The tables go to artifacts/results/ (git-ignored; artifacts/results/smoke/ on a smoke budget) or --out DIR;
+--record (full budget only) overwrites the recorded tables that ship with lsqlab and notebook 06 reads
+(lsqlab/applications/results/).
 
 Times measured on 2 vCPUs; the null-space step costs ~2.6 ms against ~1 ms for the plain network (each
 step is its own compiled call), the exact-score sampler ~20 s per row.
@@ -27,7 +31,6 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 from lsqlab.applications import scores, tables  # noqa: E402
 from lsqlab.data import TOY_2D, toy_2d  # noqa: E402
@@ -98,21 +101,22 @@ def collocation_table(budget: scores.Budget, out: Path, sizes: tuple[int, ...] =
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny budget (seconds); also LSQLAB_SMOKE=1")
-    parser.add_argument("--out", type=Path, default=tables.RESULTS, help="directory for the tables")
+    tables.add_output_options(parser, __file__)
     parser.add_argument("--collocation", action="store_true", help="the fixed-vs-resampled collocation table")
     args = parser.parse_args(argv)
     smoke = args.smoke or SMOKE
+    out = tables.output_directory(parser, args, smoke)
     start = time.perf_counter()
     print(f"machine: {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()}), float64,"
           f" {'smoke' if smoke else 'full'} budget", flush=True)
     if args.collocation:
         budget = SMOKE_BUDGET if smoke else scores.Budget(steps=COLLOCATION_STEPS)
-        summary = collocation_table(budget, args.out, COLLOCATION_SIZES[:1] if smoke else COLLOCATION_SIZES)
+        summary = collocation_table(budget, out, COLLOCATION_SIZES[:1] if smoke else COLLOCATION_SIZES)
         print(tables.markdown(summary, COLLOCATION_METRICS, ("collocation", "m")))
     else:
-        summary = main_table(SMOKE_BUDGET if smoke else FULL, args.out)
+        summary = main_table(SMOKE_BUDGET if smoke else FULL, out)
         print(tables.markdown(summary, METRICS, ("data", "method")))
-    print(f"total {time.perf_counter() - start:.0f} s")
+    print(f"total {time.perf_counter() - start:.0f} s; written to {out}")
 
 
 if __name__ == "__main__":

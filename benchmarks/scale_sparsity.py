@@ -25,6 +25,10 @@ fraction, the training loss, and how far the nullspace parameters are from the c
     python benchmarks/scale_sparsity.py --size small      # CPU, seconds (the CI size)
     python benchmarks/scale_sparsity.py --size medium     # CPU, ~4M parameters, a few minutes
     python benchmarks/scale_sparsity.py --size full --out DIR   # one H100/H200: well under 5 minutes
+
+Files go to artifacts/results/ (git-ignored; artifacts/results/smoke/ for --size small) or --out DIR.
+`--size medium --record` (default --steps, --sparsity and --seed) overwrites the recorded
+scale_sparsity_medium.{json,md} that ship with lsqlab and notebook 05 reads (lsqlab/applications/results/).
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +46,7 @@ import numpy as np
 import optax
 
 from lsqlab import constraints
-from lsqlab.applications import mlp, sparsity
+from lsqlab.applications import mlp, sparsity, tables
 
 SIZES = {
     "small": dict(width=64, depth=2, batch=32, steps=20, chunk=5),
@@ -51,7 +54,7 @@ SIZES = {
     "full": dict(width=2048, depth=12, batch=1024, steps=300, chunk=25),
 }
 CLASSES = 10
-RESULTS = Path(__file__).resolve().parent / "results"
+RECORDED_SIZE = "medium"
 
 
 def log(message: str) -> None:
@@ -228,16 +231,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="steps per phase (default: by size)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    tables.add_output_options(parser, __file__)
     args = parser.parse_args(argv)
     sparsity.check_sparsity(args.sparsity)
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    partial = None
+    if args.size != RECORDED_SIZE:
+        partial = f"--size {args.size} (only --size {RECORDED_SIZE} is recorded; give full-size runs an --out)"
+    elif (args.steps, args.sparsity, args.seed) != (None, 0.9, 0):
+        partial = "--steps, --sparsity or --seed other than the defaults"
+    out = tables.output_directory(parser, args, smoke=args.size == "small", partial=partial)
     start = time.perf_counter()
     result = run(args.size, args.sparsity, args.seed, args.steps)
     result["total_s"] = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"scale_sparsity_{args.size}"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"scale_sparsity_{args.size}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     stem.with_suffix(".md").write_text(markdown(result))
     log(f"wrote {stem}.json and .md; total {result['total_s']:.1f} s")

@@ -36,6 +36,7 @@ from lsqlab.problems import matrix_with_spectrum
 
 METHODS = ("adjoint", "unrolled", "finite differences")
 TOLERANCES = tuple(10.0**-k for k in range(2, 15, 3))  # 1e-2 .. 1e-14: each compiles the adjoint once
+TIMED_REPEATS = 3  # timed calls per method and tolerance, after a warm-up call
 SOLVES = {"adjoint": "3 (5 without assume_full_rank)", "unrolled": "1, taped", "finite differences": "2 per direction"}
 
 
@@ -80,7 +81,8 @@ def gradient_problem(m: int, n: int, rank: int, cond: float = 100.0, seed: int =
 
 
 class Measurement(NamedTuple):
-    """Per tolerance (rows follow ``tolerances``): relative error and seconds of each method."""
+    """Per tolerance (rows follow ``tolerances``): relative error and seconds of each method (median of
+    the timed calls, compilation excluded)."""
 
     tolerances: tuple[float, ...]
     error: dict[str, np.ndarray]
@@ -89,8 +91,14 @@ class Measurement(NamedTuple):
 
 
 def measure(problem: GradientProblem, h: float = 1e-6, *, assume_full_rank: bool = True,
-            tolerances: tuple[float, ...] = TOLERANCES) -> Measurement:
-    """Directional-derivative error |D - D_ref| / |D_ref| and wall time of each method at each tolerance."""
+            tolerances: tuple[float, ...] = TOLERANCES, repeats: int = TIMED_REPEATS) -> Measurement:
+    """Directional-derivative error |D - D_ref| / |D_ref| and wall time of each method at each tolerance.
+
+    The time is the median of ``repeats`` calls after one untimed call, which compiles: it excludes
+    compilation (the adjoint compiles once per tolerance, seconds against milliseconds per call).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     A, b, g, EA, Eb = (jnp.asarray(a) for a in (problem.A, problem.b, problem.g, problem.direction_A,
                                                 problem.direction_b))
     budget = 4 * max(problem.A.shape)
@@ -104,13 +112,22 @@ def measure(problem: GradientProblem, h: float = 1e-6, *, assume_full_rank: bool
             "finite differences": lambda: _finite_difference(budget)(A, b, g, EA, Eb, tol, h),
         }
         for method, run in runs.items():
-            start = time.perf_counter()
-            value, its = jax.block_until_ready(run())
-            seconds[method][i] = time.perf_counter() - start
+            value, its = jax.block_until_ready(run())  # compiles on first use: not timed
+            seconds[method][i] = _median_seconds(run, repeats)
             error[method][i] = abs(float(value) - problem.reference) / abs(problem.reference)
             if method == "adjoint":
                 iterations[i] = int(its)
     return Measurement(tuple(tolerances), error, seconds, iterations)
+
+
+def _median_seconds(run, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``run`` (each waited for)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(run())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def _directional_gradient(loss):

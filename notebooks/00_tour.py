@@ -135,7 +135,9 @@ assert jnp.allclose(slope, slope_fd, rtol=1e-5)
 # %% [markdown]
 # ## Where to go next
 #
-# The lab is a path of three notebooks, each a derivation you can check and a widget you can move:
+# The lab is a path of three notebooks, each a derivation you can check and a widget you can move,
+# followed by four applications of the null-space method, each against the usual alternatives with
+# recorded results over several seeds:
 #
 # 1. [`01_values`](01_values.ipynb): least squares as a function; why not the normal equations;
 #    Golub–Kahan bidiagonalisation and LSMR built step by step; stopping rules; operators that are not
@@ -146,3 +148,12 @@ assert jnp.allclose(slope, slope_fd, rtol=1e-5)
 # 3. [`03_nullspace_geometry`](03_nullspace_geometry.ipynb): constraint manifolds, the projector
 #    $I - J^+J$ from one solve, the correction as a Gauss–Newton step, KKT points, the penalty method
 #    and the order of projection and Adam; a live monitor of a constrained training run.
+# 4. [`04_equivariance`](04_equivariance.ipynb): a digit classifier made rotation-invariant by a
+#    constraint on a few collocation images, beside augmentation, a penalty, an augmented Lagrangian
+#    and a group-averaged network; whether the invariance reaches images it never saw.
+# 5. [`05_sparsity`](05_sparsity.ipynb): pruning as the constraint $\theta_S = 0$, where the null-space
+#    step is a hard mask in closed form; accuracy against the surviving fraction of the weights.
+# 6. [`06_conservative_scores`](06_conservative_scores.ipynb): score models for diffusion sampling made
+#    conservative (a symmetric Jacobian) by the null-space method, beside an energy model and a penalty.
+# 7. [`07_gp_hyperparameters`](07_gp_hyperparameters.ipynb): Gaussian-process hyperparameters tuned
+#    for held-out prediction through the adjoint of a least-squares solve, on Mauna Loa CO2.

@@ -258,12 +258,12 @@ assert int(info_fast.iterations) < 100 and relative_error(x_fast, exact) < 1e-8
 # LSMR minimises $\|A^\top r_k\|$ over a growing Krylov space, so that optimality measure falls
 # monotonically; CG on the normal equations (CGLS) minimises $\|r_k\|$ instead. Both converge at a rate
 # set by $\operatorname{cond}(A)^2$. Set the shape and the condition number of $A$ below and watch
-# $\|r_k\|$, $\|A^\top r_k\|$ and the error against the exact solution, with the iteration at which
-# each solver's stop test holds.
+# $\|r_k\|$, $\|A^\top r_k\|$ and the error against the exact solution; a cross marks where each
+# solver's stop test (at the tolerance set by the slider) first holds, and the readout gives the error there.
 
 # %%
 from lsqlab.convergence import compare_solvers, conditioned_problem
-from lsqlab.widgets.solver_explorer import SolverExplorer, trace_index
+from lsqlab.widgets.solver_explorer import SolverExplorer, stop_index, trace_index
 
 # %%
 rows, cols = scaled((300, 100), (60, 20))
@@ -282,6 +282,19 @@ explorer.cond.value = -1.0  # rejected with a message, the figure is kept
 assert "condition number" in explorer.message.value
 
 # %% [markdown]
+# The tolerance moves the crosses. At $10^{-4}$ LSMR's test $\|A^\top r_k\| \le$ atol $\|A\|\,\|r_k\|$
+# holds within a few dozen iterations while $x_k$ is still far from $x^*$: at $\operatorname{cond}(A) = 10^4$
+# a small $\|A^\top r_k\|$ does not mean a small error.
+
+# %%
+explorer.tol.value = 1e-4
+loose = compare_solvers(conditioned_problem(rows, cols, 1e4), 2 * cols, 1e-4)["LSMR"]
+assert explorer.figure.data[stop_index("LSMR", "error")].x[0] == loose.stop_iteration
+assert f"with error {loose.error[loose.stop_iteration - 1]:.2e}" in explorer.readout.value
+assert loose.stop_code == 2 and loose.error[loose.stop_iteration - 1] > 0.1  # stopped, still >= 10 % off x*
+explorer.tol.value = 1e-8
+
+# %% [markdown]
 # The preconditioner menu runs both solvers on $AP$; the button sweeps $\operatorname{cond}(A)$ and
 # plots LSMR's iterations to the tolerance with each preconditioner. Jacobi barely helps here (these
 # columns all have about the same norm: the bad conditioning is in the directions, not the scales);
@@ -295,6 +308,103 @@ assert sketch_curves["LSMR"].error[-1] < 1e-6  # the same problem, solved
 explorer.sweep_button.click()
 swept = {trace.name: np.asarray(trace.y, dtype=float) for trace in explorer.sweep_figure.data}
 assert np.nanmax(swept["sketch"]) < 100 and np.isnan(swept["none"][-1])
+
+# %% [markdown]
+# ## 9. Beyond one device: sharded arrays
+#
+# With `jax.sharding` an array can live in pieces on several devices (GPUs, hosts under
+# `jax.distributed`, or simulated CPU devices), and XLA compiles one program per device plus the
+# *collectives* that move data between them. LSMR only needs products, and a product with a matrix
+# split by rows splits too: with $A = [A_1; \dots; A_d]$ and $u = [u_1; \dots; u_d]$ on devices
+# $1..d$,
+#
+# $$A v = [A_1 v; \dots; A_d v] \quad\text{(local)}, \qquad A^\top u = \textstyle\sum_i A_i^\top u_i
+# \quad\text{(local, then one all-reduce of } n \text{ entries)},$$
+#
+# and the norms LSMR needs are sums of per-device partial sums (all-reduces of one number). So a
+# sharded solve moves O(n) numbers per iteration and never gathers $A$. The demo below runs in a
+# separate Python process with 4 simulated CPU devices (XLA fixes the device count when JAX first
+# starts, and this kernel's JAX has started): it shards a tall $A$ by rows, solves, differentiates,
+# builds a sketch preconditioner under `jit` and takes a null-space step with a sparsity mask, and
+# reports where each array lives and what each compiled program communicates
+# (`lsqlab.sharding.collectives`; an operation inside LSMR's loop is listed once and runs once per
+# iteration). `benchmarks/bench_sharding.py` runs the same on real GPUs or hosts.
+
+# %%
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SHARDING_DEMO = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np, optax
+    jax.config.update("jax_enable_x64", True)
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from lsqlab import constraints, lstsq, nullspace
+    from lsqlab.preconditioners import sketch_preconditioner
+    from lsqlab.sharding import collectives, largest_transfer
+
+    m, n = int(sys.argv[1]), int(sys.argv[2])
+    rows = NamedSharding(Mesh(np.array(jax.devices()), ("rows",)), PartitionSpec("rows"))
+    rng = np.random.default_rng(0)
+    A = jax.device_put(rng.standard_normal((m, n)), rows)  # device i holds rows [i m/4, (i+1) m/4)
+    b = jax.device_put(rng.standard_normal(m), rows)
+    W = jax.device_put(rng.standard_normal((m, n)), rows)  # weights with a sparsity mask, sharded alike
+    mask = jax.device_put(rng.random((m, n)) < 0.5, rows)
+
+    loss = lambda A, b: jnp.sum(lstsq(A, b)[0] ** 2)
+    sketch = lambda A: sketch_preconditioner(A, jax.random.key(0)).matrix
+    tx = nullspace.transform(optax.sgd(0.1), constraints.sparsity(mask), gamma=1.0)
+    def step(W, state):
+        updates, state = tx.update(jax.grad(lambda W: jnp.sum(jnp.sin(W)))(W), state, W)
+        return W + updates, state
+
+    x, _ = lstsq(A, b)  # eager
+    dA, db = jax.jit(jax.grad(loss, argnums=(0, 1)))(A, b)
+    W1, _ = jax.jit(step)(W, tx.init(W))
+    programs = {"lstsq": (lambda A, b: lstsq(A, b)[0], A, b),
+                "value_and_grad": (jax.value_and_grad(loss, argnums=(0, 1)), A, b),
+                "sketch_preconditioner": (sketch, A), "null-space step": (step, W, tx.init(W))}
+    compiled = {name: jax.jit(f).lower(*args).compile() for name, (f, *args) in programs.items()}
+    print(json.dumps({
+        "A's rows": {str(s.device): [s.index[0].start, s.index[0].stop] for s in A.addressable_shards},
+        "layout": {name: str(value.sharding.spec) for name, value in
+                   (("x", x), ("dA", dA), ("db", db), ("P", jax.jit(sketch)(A)), ("W after a step", W1))},
+        "communicates": {name: collectives(program) for name, program in compiled.items()},
+        "largest transfer": {name: largest_transfer(program) for name, program in compiled.items()},
+    }))
+""")
+sharded_rows, sharded_cols = scaled((4000, 50), (800, 20))
+completed = subprocess.run(
+    [sys.executable, "-c", SHARDING_DEMO, str(sharded_rows), str(sharded_cols)], capture_output=True, text=True,
+    timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+assert completed.returncode == 0, completed.stderr[-3000:]
+demo = json.loads(completed.stdout.splitlines()[-1])
+print("rows of A on each device:", demo["A's rows"])
+print("where the outputs live (PartitionSpec; P() = replicated):", demo["layout"])
+for name, moved in demo["communicates"].items():
+    print(f"{name:>22}:", moved or "nothing")
+
+# %% [markdown]
+# Reading the report: each device holds a quarter of the rows of $A$ (and of $b$, $W$, the mask).
+# The solve's program moves vectors of $n$ entries and single numbers only; the gradient adds a few
+# vectors of $m$ entries (the residual $r$, for $\partial L/\partial A = r s^\top - \dots$, which
+# stays sharded like $A$) and reshuffles pieces of $n$-vectors (collective-permute). The sketch
+# preconditioner sums the devices' sketches of their own rows (one all-reduce of the small
+# $s \times n$ sketch, $s = 4n$), after which every device factorises the same sketch: $P$ is
+# replicated. The null-space step with a mask is elementwise, so the weights keep their rows and the
+# only traffic is the norm reported in `info.violation`. No collective moves $A$ or $W$:
+
+# %%
+largest = demo["largest transfer"]  # elements of the largest array one collective moves
+assert max(largest["lstsq"], largest["value_and_grad"], largest["null-space step"]) <= sharded_rows  # vectors
+assert largest["sketch_preconditioner"] == 4 * sharded_cols * sharded_cols  # the s x n sketch, not the m x n A
+assert demo["layout"]["x"] == demo["layout"]["P"] == "P()"  # replicated
+assert all(demo["layout"][name].startswith("P('rows'") for name in ("dA", "db", "W after a step"))
+assert f"all-reduce f64[{4 * sharded_cols},{sharded_cols}]" in demo["communicates"]["sketch_preconditioner"]
+assert set(demo["communicates"]["null-space step"]) <= {"all-reduce f64[]"}
 
 # %% [markdown]
 # ## Exercises

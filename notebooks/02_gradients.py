@@ -210,6 +210,7 @@ print(f"dmu/dlambda = {float(grad_lam):.8f}, finite differences {fd:.8f}")
 import plotly.graph_objects as go
 
 from lsqlab.gradient_accuracy import damping_sweep
+from lsqlab.widgets.layout import fit_page, show
 
 sweep = damping_sweep(rng.standard_normal((40, 10)), rng.standard_normal(10), np.logspace(-10, 1, scaled(12, 6)))
 fig = go.Figure()
@@ -218,7 +219,7 @@ for name, errors in (("shortcut (g - Aᵀp)/λ²", sweep.shortcut), ("stacked [A
     fig.add_scatter(x=sweep.damps, y=np.maximum(errors, 1e-17), mode="lines+markers", name=name)
 fig.update_layout(xaxis=dict(type="log", title="damping λ"), yaxis=dict(type="log", title="relative error of s"),
                   height=380, margin=dict(t=30))
-fig.show()
+show(fit_page(fig))
 assert np.all(sweep.stacked < 1e-10) and np.all(sweep.rule < 1e-10)
 assert np.max(sweep.shortcut[sweep.damps <= 1e-7]) > 1e-3
 

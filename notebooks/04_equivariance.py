@@ -50,6 +50,7 @@ from lsqlab import data, nullspace
 from lsqlab.applications import equivariance as eq
 from lsqlab.applications import mlp, tables
 from lsqlab.smoke import scaled
+from lsqlab.widgets.layout import fit_page, show
 
 # %% [markdown]
 # ## The group C4 acting on images
@@ -67,7 +68,7 @@ fig = px.imshow(turns, facet_col=0, binary_string=False, color_continuous_scale=
 for k, annotation in enumerate(fig.layout.annotations):
     annotation.text = ["x", "r x", "r² x", "r³ x"][k]
 fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False).update_layout(coloraxis_showscale=False)
-fig.show()
+show(fig)
 
 np.testing.assert_array_equal(turns, data.rotate_c4(np.repeat(three[None], 4, 0), np.arange(4)))
 np.testing.assert_array_equal(np.asarray(eq.rotate(jnp.asarray(three), 4)), three)  # r^4 = e
@@ -178,7 +179,8 @@ assert tangency < capped_tangency < 0.5
 #
 # `python benchmarks/app_equivariance.py` trains every method for 1000 Adam steps (batch 128, learning
 # rate 3e-3, float32) on three seeds (each seed: its own train/test split of the 1797 digits, its own
-# initialisation and batches) and writes `benchmarks/results/equivariance.{csv,md}`. "points" says
+# initialisation and batches); with `--record` it rewrites the tables that ship with lsqlab
+# (`lsqlab/applications/results/equivariance.{csv,md}`, read below). "points" says
 # where a method meets the constraint: on $K = 32$ *fixed* training images, or on the first 32 images
 # of *each batch* (a fresh set every step; "resampled"). Columns: test accuracy on upright images and on
 # the same images each turned by a random quarter turn; invariance error
@@ -191,7 +193,7 @@ assert tangency < capped_tangency < 0.5
 
 # %%
 summary = tables.read("equivariance")
-display(Markdown((tables.RESULTS / "equivariance.md").read_text()))
+display(Markdown(tables.paper(summary, "equivariance")))
 row = {r["method"]: r for r in summary}
 methods = [r["method"] for r in summary]
 
@@ -202,7 +204,7 @@ fig = go.Figure([
     for which in ("upright", "rotated")
 ])
 fig.update_layout(barmode="group", title="Test accuracy (mean ± std over 3 seeds)", yaxis_range=[0, 1], height=380)
-fig.show()
+show(fit_page(fig))
 
 fig = go.Figure([
     go.Bar(name=name, x=methods, y=[row[m][f"inv_err_{key}_mean"] for m in methods],
@@ -211,7 +213,7 @@ fig = go.Figure([
 ])
 fig.update_layout(barmode="group", yaxis_type="log", height=380,
                   title="Invariance error E||f(r^k x) - f(x)|| / ||f(x)|| (log scale)")
-fig.show()
+show(fit_page(fig))
 
 # %% [markdown]
 # ### Tuning the augmented Lagrangian
@@ -240,7 +242,7 @@ for col, values in enumerate((
                              texttemplate="%{z:.2f}", showscale=False, colorscale="Viridis"), row=1, col=col)
 fig.update_xaxes(title_text="dual step η", type="category").update_yaxes(title_text="ρ", type="category")
 fig.update_layout(height=330, title="Augmented Lagrangian on seed 0 (equivariance_tuning.csv)")
-fig.show()
+show(fig)
 
 penalty_at = {r["penalty_mu"]: r for r in tables.read("equivariance_tuning") if r["method"] == "penalty"}
 best = max(tuning, key=lambda r: r["acc_rotated_mean"])
@@ -266,7 +268,7 @@ live_config = scaled(eq.Config(), eq.Config(steps=60, eval_every=20, collocation
 live = {method: eq.run(method, 0, live_config) for method in eq.METHODS}
 shown = ("acc_upright", "acc_rotated", "inv_err_heldout", "inv_err_collocation", "ms_per_step")
 live_rows = tables.summarize([r for r, _ in live.values()], ("method", "points"), shown)
-display(Markdown(tables.markdown(live_rows, shown, ("method", "points"))))
+display(Markdown(tables.paper(live_rows, "equivariance")))
 
 # %%
 fig = make_subplots(rows=1, cols=2, subplot_titles=("upright test accuracy", "held-out invariance error"))
@@ -277,7 +279,7 @@ for i, (method, (_, trained)) in enumerate(live.items()):
     fig.add_trace(go.Scatter(x=trained.history["step"], y=trained.history["inv_err_heldout"], name=method,
                              line_color=color, legendgroup=method, showlegend=False), row=1, col=2)
 fig.update_yaxes(type="log", row=1, col=2).update_xaxes(title_text="step").update_layout(height=400)
-fig.show()
+show(fit_page(fig))  # the legend in a band under the panels
 
 # %% [markdown]
 # What holds at any budget: the group average is invariant to rounding and scores the same on both test

@@ -61,6 +61,7 @@ from IPython.display import Markdown, display
 from lsqlab import constraints, nullspace
 from lsqlab.applications import mlp, sparsity, tables
 from lsqlab.smoke import SMOKE, scaled
+from lsqlab.widgets.layout import fit_page, show
 
 
 def flat(tree) -> np.ndarray:
@@ -182,13 +183,13 @@ assert violation["brightness"]["before"] > 100 * max(violation["brightness"]["bo
 #
 # All but l1 use the same mask: the smallest $|w|$ of each matrix of the dense model. $\lambda$ and
 # $\mu$ are chosen per level on a validation split. Every error is measured after the last pruning
-# (`error_before_finish` is before it); `surviving` counts exact non-zeros; `overhead` is time per step
+# (one column gives it before); "weights left" counts exact non-zeros; the last column is time per step
 # over plain Adam's in the same seed (measured on 2 shared CPU cores under load: read it as an order
 # of magnitude).
 
 # %%
 summary = tables.read(sparsity.TABLE)
-display(Markdown(tables.markdown(summary, sparsity.TABLE_METRICS, sparsity.TABLE_BY)))
+display(Markdown(tables.paper(summary, sparsity.TABLE)))
 rows = {(row["method"], row["sparsity"]): row for row in summary}
 levels = sorted({row["sparsity"] for row in summary if row["method"] != "dense"})
 
@@ -204,7 +205,7 @@ figure.add_hline(y=100 * rows["dense", 0.0]["test_error_mean"], line_dash="dash"
 figure.update_layout(xaxis_title="surviving fraction of the weights", yaxis_title="test error (%)",
                      title="Digits, MLP 64-300-100-10: error after pruning (mean ± std over 3 seeds)",
                      yaxis_type="log")
-figure.show()
+show(fit_page(figure))
 
 # %%
 overhead = go.Figure()
@@ -213,7 +214,7 @@ for level in levels:
     overhead.add_bar(x=list(methods), y=[rows[m, level]["overhead_mean"] for m in methods],
                      error_y=dict(array=[rows[m, level]["overhead_std"] for m in methods]), name=f"{level:.0%} zero")
 overhead.update_layout(yaxis_title="time per step / plain Adam's", title="Per-step overhead (2 shared CPU cores)")
-overhead.show()
+show(fit_page(overhead))
 
 # %% [markdown]
 # What the table must show, checked: every method reaches the requested level exactly; the
@@ -239,8 +240,7 @@ chosen = {(row["method"], row["sparsity"]): row["strength"] for row in tables.re
           if row["method"] in ("l1", "penalty")}
 budget = sparsity.Budget(pretrain_steps=scaled(2000, 300), steps=scaled(1000, 60))
 live = sparsity.compare((0.9,), (0,), budget, chosen)
-display(Markdown(tables.markdown(tables.summarize(live, sparsity.TABLE_BY, sparsity.TABLE_METRICS),
-                                 sparsity.TABLE_METRICS, sparsity.TABLE_BY)))
+display(Markdown(tables.paper(tables.summarize(live, sparsity.TABLE_BY, sparsity.TABLE_METRICS), sparsity.TABLE)))
 live_rows = {row["method"]: row for row in live}
 assert all(abs(row["surviving"] - 0.1) < 1e-9 for method, row in live_rows.items() if method != "dense")
 assert live_rows["nullspace"]["violation_before_finish"] < 1e-6
@@ -261,15 +261,11 @@ if not SMOKE:  # the full budget reproduces seed 0 of the committed runs
 # plain step there; it waits for a GPU to be rerun.)
 
 # %%
-stem = tables.RESULTS / "scale_sparsity_medium"
-if stem.with_suffix(".json").exists():
-    scale = json.loads(stem.with_suffix(".json").read_text())
-    display(Markdown(stem.with_suffix(".md").read_text()))
-    assert scale["constraint_max_end"] < 1e-5  # the mask holds at float32 rounding level
-    assert scale["nullspace"]["solver_iterations_per_step"] == [0]  # closed form: no solve
-    assert scale["relative_difference_nullspace_vs_mask"] < 1e-3  # the same trajectory as the masked step
-else:
-    print("no scale result committed yet: run benchmarks/scale_sparsity.py")
+scale = json.loads(tables.recorded("scale_sparsity_medium.json").read_text())
+display(Markdown(tables.recorded("scale_sparsity_medium.md").read_text()))
+assert scale["constraint_max_end"] < 1e-5  # the mask holds at float32 rounding level
+assert scale["nullspace"]["solver_iterations_per_step"] == [0]  # closed form: no solve
+assert scale["relative_difference_nullspace_vs_mask"] < 1e-3  # the same trajectory as the masked step
 
 # %% [markdown]
 # ## Where the null-space method wins, ties and loses

@@ -71,11 +71,11 @@ import numpy as np
 import plotly.figure_factory as ff
 import plotly.graph_objects as go
 from IPython.display import Markdown, display
-from plotly.subplots import make_subplots
 
 from lsqlab.applications import scores, tables
 from lsqlab.data import TOY_2D, toy_2d
 from lsqlab.smoke import scaled
+from lsqlab.widgets.layout import panel_grid, show
 
 # %% [markdown]
 # ## The target: the exact score of the noised training set
@@ -121,9 +121,7 @@ budget = scores.Budget(steps=scaled(800, 25), num_train=scaled(2000, 300), num_t
                        steps_per_level=scaled(20, 6))
 live = {method: scores.experiment(DATA, method, 0, budget) for method in (*scores.METHODS, "exact")}
 shown = ("nasym", "score_error", "energy_distance", "precision", "recall", "ms_per_step")
-display(Markdown(tables.markdown([dict(r.row, n=1, **{f"{m}_mean": r.row[m] for m in shown},
-                                       **{f"{m}_std": 0.0 for m in shown}) for r in live.values()],
-                                 shown, ("data", "method"))))
+display(Markdown(tables.paper(tables.summarize([r.row for r in live.values()], ("data", "method"), shown), "scores")))
 
 # %%
 nasym_live = {method: live[method].row["nasym"] for method in scores.METHODS}
@@ -148,20 +146,20 @@ fields = {method: np.asarray(scores.model_score(live[method].run.params)(jnp.asa
           for method in scores.METHODS}
 train_live = toy_2d(DATA, budget.num_train, seed=0)
 fields["exact"] = np.asarray(scores.exact_score(jnp.asarray(grid), SIGMA_SHOWN, jnp.asarray(train_live)))
-fig = make_subplots(rows=1, cols=5, subplot_titles=list(fields), horizontal_spacing=0.02)
-for col, (method, field) in enumerate(fields.items(), start=1):
+fig, cells = panel_grid(list(fields), horizontal_spacing=0.03, vertical_spacing=0.08)
+for (row, col), (method, field) in zip(cells, fields.items()):
     scaled_field = SIGMA_SHOWN * field
     length = np.linalg.norm(scaled_field, axis=1, keepdims=True)
     arrows = 0.4 * scaled_field / np.maximum(length, 1.0)  # clip long arrows for legibility
     quiver = ff.create_quiver(grid[:, 0], grid[:, 1], arrows[:, 0], arrows[:, 1], scale=1.0, arrow_scale=0.3,
                               line=dict(width=1, color="#1f77b4"))
-    fig.add_trace(quiver.data[0], row=1, col=col)
+    fig.add_trace(quiver.data[0], row=row, col=col)
     fig.add_trace(go.Scatter(x=train_live[:300, 0], y=train_live[:300, 1], mode="markers",
-                             marker=dict(size=2, color="grey"), showlegend=False), row=1, col=col)
+                             marker=dict(size=2, color="grey"), showlegend=False), row=row, col=col)
 fig.update_xaxes(showticklabels=False, range=[-5, 5])
 fig.update_yaxes(showticklabels=False, range=[-5, 5], scaleanchor="x")
-fig.update_layout(height=330, width=1250, showlegend=False, title=f"sigma * score at sigma = {SIGMA_SHOWN} ({DATA})")
-fig.show()
+fig.update_layout(showlegend=False, title=f"sigma * score at sigma = {SIGMA_SHOWN} ({DATA})")
+show(fig)
 
 # %% [markdown]
 # ## Where the learned fields are not gradients
@@ -174,16 +172,15 @@ fig.show()
 fine = np.linspace(-5, 5, 41)
 plane = jnp.asarray(np.stack(np.meshgrid(fine, fine), axis=-1).reshape(-1, 2))
 heat_methods = ("unconstrained", "penalty", "nullspace")
-fig = make_subplots(rows=1, cols=3, subplot_titles=heat_methods, horizontal_spacing=0.05)
+fig, cells = panel_grid(heat_methods, horizontal_spacing=0.05)
 log_nasym = {}
-for col, method in enumerate(heat_methods, start=1):
+for (row, col), method in zip(cells, heat_methods):
     jac = scores.score_jacobians(live[method].run.params, plane, jnp.full(len(plane), SIGMA_SHOWN))
     log_nasym[method] = np.log10(np.asarray(scores.nasym(jac)) + 1e-16).reshape(len(fine), len(fine))
     fig.add_trace(go.Heatmap(x=fine, y=fine, z=log_nasym[method], zmin=-8, zmax=0, colorscale="Viridis",
-                             showscale=col == 3, colorbar=dict(title="log10 NAsym")), row=1, col=col)
+                             showscale=col == 3, colorbar=dict(title="log10 NAsym")), row=row, col=col)
 fig.update_yaxes(scaleanchor="x")
-fig.update_layout(height=360, width=1100)
-fig.show()
+show(fig)
 near_data = np.min(np.linalg.norm(np.asarray(plane)[:, None] - train_live[None], axis=-1), axis=1) < 0.5
 medians = {m: float(np.median(log_nasym[m].ravel()[near_data])) for m in heat_methods}
 print("median log10 NAsym near the data:", {m: round(v, 2) for m, v in medians.items()})
@@ -196,16 +193,16 @@ assert medians["nullspace"] < medians["unconstrained"]
 
 # %%
 held_out = np.asarray(toy_2d(DATA, budget.num_test, seed=10_000))
-fig = make_subplots(rows=1, cols=5, subplot_titles=list(live), horizontal_spacing=0.02)
-for col, (method, result) in enumerate(live.items(), start=1):
+fig, cells = panel_grid(list(live), horizontal_spacing=0.03, vertical_spacing=0.08)
+for (row, col), (method, result) in zip(cells, live.items()):
     fig.add_trace(go.Scatter(x=held_out[:, 0], y=held_out[:, 1], mode="markers",
-                             marker=dict(size=2, color="lightgrey")), row=1, col=col)
+                             marker=dict(size=2, color="lightgrey")), row=row, col=col)
     fig.add_trace(go.Scatter(x=result.samples[:, 0], y=result.samples[:, 1], mode="markers",
-                             marker=dict(size=2, color="#1f77b4")), row=1, col=col)
+                             marker=dict(size=2, color="#1f77b4")), row=row, col=col)
 fig.update_xaxes(showticklabels=False, range=[-5, 5])
 fig.update_yaxes(showticklabels=False, range=[-5, 5], scaleanchor="x")
-fig.update_layout(height=330, width=1250, showlegend=False)
-fig.show()
+fig.update_layout(showlegend=False)
+show(fig)
 
 # %% [markdown]
 # ## Collocation pairs: fixed or redrawn?
@@ -237,11 +234,12 @@ assert colloc["fixed"]["own_pairs"] < 1e-6  # exact where imposed (the dense Gra
 assert colloc["fixed"]["held_out"] > 100 * colloc["fixed"]["own_pairs"]  # ... and not between the pairs
 
 # %% [markdown]
-# The committed table `benchmarks/results/scores_collocation.md` (`python benchmarks/app_scores.py
-# --collocation`: two spirals, 800 steps, 3 seeds, $m \in \{16, 32, 64\}$) measures the same at full budget:
+# The recorded table `scores_collocation` (shipped with lsqlab; `python benchmarks/app_scores.py
+# --collocation --record` rewrites it: two spirals, 800 steps, 3 seeds, $m \in \{16, 32, 64\}$)
+# measures the same at full budget:
 
 # %%
-display(Markdown((tables.RESULTS / "scores_collocation.md").read_text()))
+display(Markdown(tables.paper(tables.read("scores_collocation"), "scores_collocation")))
 colloc_table = {(r["collocation"], int(r["m"])): r for r in tables.read("scores_collocation")}
 for m in (16, 32, 64):
     assert colloc_table[("fixed", m)]["nasym_train_pairs_mean"] < 1e-6
@@ -264,7 +262,7 @@ assert colloc_table[("resampled", 64)]["nasym_mean"] < colloc_table[("resampled"
 # mean ± std over seeds 0, 1, 2; times on a shared 2-core CPU):
 
 # %%
-display(Markdown((tables.RESULTS / "scores.md").read_text()))
+display(Markdown(tables.paper(tables.read("scores"), "scores")))
 table = {(r["data"], r["method"]): r for r in tables.read("scores")}
 for data_name in TOY_2D:
     row = {method: table[(data_name, method)] for method in (*scores.METHODS, "exact")}

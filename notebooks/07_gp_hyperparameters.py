@@ -51,6 +51,7 @@ from lsqlab import data
 from lsqlab.applications import gp_hyperparameters as gp
 from lsqlab.applications import tables
 from lsqlab.smoke import SMOKE
+from lsqlab.widgets.layout import fit_page, show
 
 # %% [markdown]
 # ## The model: Bayesian linear regression on random features
@@ -113,7 +114,7 @@ for col, component in enumerate(components, start=1):
     print(f"{component:9s} max |error| / k(0) over 12 years = {relative:.3f}")
     assert relative < 0.1
 fig.update_xaxes(title_text="τ (years)").update_layout(height=300, margin=dict(t=40, b=40))
-fig.show()
+show(fit_page(fig))
 
 # %% [markdown]
 # The quadrature terms are exact to plotting accuracy; the Monte Carlo terms wander by a few per cent
@@ -217,7 +218,7 @@ assert largest < 1e-4
 budget = gp.SMOKE if SMOKE else gp.Budget(co2_steps=50, co2_restarts=0)
 rows, predictions = gp.co2_experiment(seed=0, budget=budget)
 live = tables.summarize(rows, by=("method",), metrics=("rmse", "nlpd", "fit_s", "compile_s"))
-display(Markdown(tables.markdown(live, ("rmse", "nlpd", "fit_s", "compile_s"), ("method",))))
+display(Markdown(tables.paper(live, "gp")))
 assert len(predictions) == 6
 for mean, variance in predictions.values():
     assert mean.shape == split.y_test.shape and np.all(np.isfinite(mean)) and np.all(variance > 0)
@@ -247,21 +248,20 @@ for k, (method, (mean, variance)) in enumerate(predictions.items()):
     fig.add_scatter(x=split.x_train[recent], y=split.y_train[recent], mode="markers",
                     marker=dict(size=3, color="grey"), name="training data", showlegend=k == 0, row=row, col=col)
 fig.update_annotations(font_size=11).update_layout(height=800, yaxis_title="ppm")
-fig.show()
+show(fit_page(fig))
 
 # %% [markdown]
-# ## The results table (committed; `python benchmarks/app_gp.py` regenerates it)
+# ## The results table (recorded, shipped with lsqlab; `python benchmarks/app_gp.py --record` regenerates it)
 #
 # Mean ± standard deviation over 3 seeds (CO2: seeds change the random features, the random folds and
 # the restarts of the marginal-likelihood fit; diabetes and Friedman #1: over 3 seeds × 5 test folds,
 # each seed a fresh fold split and, for Friedman #1, a fresh draw of 300 points). NLPD is in the units of
-# the data (ppm for CO2). Fit times exclude the one-off compilation (`compile_s`), measured on two
+# the data (ppm for CO2). Fit times exclude the one-off compilation (its own column), measured on two
 # shared CPU cores.
 
 # %%
 summary = tables.read("gp")
-metrics = ("rmse", "nlpd", "fit_s", "compile_s")
-display(Markdown(tables.markdown(summary, metrics, ("dataset", "method"))))
+display(Markdown(tables.paper(summary, "gp")))
 result = {(row["dataset"], row["method"]): row for row in summary}
 co2 = {method: result[("co2", method)] for dataset, method in result if dataset == "co2"}
 assert co2[gp.RANDOM_FOLDS]["nlpd_mean"] < co2[gp.MARGINAL]["nlpd_mean"]
@@ -277,7 +277,7 @@ assert result[("friedman1", gp.MARGINAL)]["rmse_mean"] < result[("friedman1", gp
 # ## Where each method wins or loses
 #
 # From the committed table (3 seeds; the per-run numbers and fitted hyperparameters are in
-# `benchmarks/results/gp_runs.csv`):
+# `lsqlab/applications/results/gp_runs.csv`):
 #
 # * **CO2, held-out NLPD over random folds (lsqlab) wins**: the best RMSE in every seed (0.90–1.57 ppm,
 #   against 1.98 for the book's values and 2.22 for marginal likelihood) and a better NLPD than marginal

@@ -1,14 +1,20 @@
-"""Real-browser checks: JupyterLab from this environment, driven through Debian's chromium by playwright.
+"""Real-browser checks: JupyterLab and Notebook 7 from this environment, driven through Debian's
+chromium by playwright.
 
 Fixtures (import them into a test module): ``chromium``, one headless browser per session;
-``lab_server``, one JupyterLab per session serving a copy of ``notebooks/``; ``lab_page``, a fresh
-page for each test. Helpers then open a notebook, run it,
-read plotly figures from the DOM, move sliders and save screenshots under ``artifacts/browser/``.
+``lab_server``, one Jupyter server per session (JupyterLab and Notebook 7) serving a copy of
+``notebooks/``. Helpers open a notebook in
+either frontend, run it, compare every widget figure drawn on the page with the kernel's figure,
+move sliders (keys or a mouse drag) and save screenshots under ``artifacts/browser/``.
 When chromium cannot start, the check fails on CI (``CI`` set) and is skipped elsewhere.
 """
 
 from __future__ import annotations
 
+import ast
+import base64
+import json
+import math
 import os
 import secrets
 import shutil
@@ -64,10 +70,103 @@ RUN_STATE_JS = """() => {
   return state;
 }"""
 
-PLOTLY_TRACE_JS = """([index, trace, axis]) => {
-  const plot = document.querySelectorAll(".js-plotly-plot")[index];
-  return plot && plot.data && plot.data[trace] ? Array.from(plot.data[trace][axis]) : null;
+FRONTENDS = ("lab", "notebook7")
+VIEWPORT = {"width": 1400, "height": 900}
+FIRST_RENDER_S = 30  # from the end of Run All (or a reload) until every widget figure is drawn
+
+# The code cells whose outputs hold a widget view, and (after scrolling each into view) every plotly
+# figure inside them: per trace its type, name, number of values in x, y, z, value and their finite
+# sum (the kernel side computes the same), the SVG marks drawn, and where a 3-D scene is.
+WIDGET_CELLS_JS = """() => {
+  const panel = window.jupyterapp.shell.currentWidget, cells = panel.content.model.cells, found = [];
+  for (let i = 0; i < cells.length; i++) {
+    const outputs = cells.get(i).type === "code" ? cells.get(i).outputs : null;
+    for (let j = 0; outputs && j < outputs.length; j++)
+      if ("application/vnd.jupyter.widget-view+json" in (outputs.get(j).data || {})) { found.push(i); break; }
+  }
+  return found;
 }"""
+
+WIDGET_FIGURES_JS = """async (index) => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  await panel.content.scrollToItem(index, "center");
+  const node = panel.content.widgets[index].node;
+  node.setAttribute("data-lsqlab-cell", String(index));
+  const flat = (v, out) => {
+    if (v === undefined || v === null) return out;
+    if (typeof v === "number") { out.push(v); return out; }
+    if (typeof v !== "string" && v.length !== undefined) { for (const e of v) flat(e, out); }
+    return out;
+  };
+  return Array.from(node.querySelectorAll(".js-plotly-plot")).map((plot, k) => {
+    plot.setAttribute("data-lsqlab-plot", `${index}-${k}`);
+    const traces = (plot.data || []).map(t => {
+      const values = [t.x, t.y, t.z, t.value].reduce((out, v) => flat(v, out), []);
+      const finite = values.filter(Number.isFinite);
+      return [t.type || "scatter", t.name || "", values.length, finite.reduce((a, b) => a + b, 0)];
+    });
+    const marks = Array.from(plot.querySelectorAll(
+      ".scatterlayer .trace path.js-line, .scatterlayer .point, .contourlayer path"))
+      .filter(e => e.tagName !== "path" || (e.getAttribute("d") || "").length > 4).length;
+    const full = plot._fullLayout, box = plot.getBoundingClientRect();
+    let scene = null;
+    if (full && full.scene) {
+      const size = full._size, d = full.scene.domain;
+      scene = {x: box.x + size.l + d.x[0] * size.w, y: box.y + size.t + (1 - d.y[1]) * size.h,
+               width: (d.x[1] - d.x[0]) * size.w, height: (d.y[1] - d.y[0]) * size.h};
+    }
+    return {id: `${index}-${k}`, visible: plot.offsetParent !== null && box.width > 0, traces, marks, scene};
+  });
+}"""
+
+# Pixels of a PNG (base64) whose colour is saturated: drawn traces, not grey axes, panes or text.
+SATURATED_PIXELS_JS = """async (png) => {
+  const image = await createImageBitmap(await (await fetch("data:image/png;base64," + png)).blob());
+  const canvas = new OffscreenCanvas(image.width, image.height), context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, image.width, image.height).data;
+  let count = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    const r = pixels[i], g = pixels[i + 1], b = pixels[i + 2];
+    if (Math.max(r, g, b) - Math.min(r, g, b) > 80) count += 1;
+  }
+  return count;
+}"""
+
+# Run in the kernel: the same signature for every live plotly figure widget it holds.
+KERNEL_FIGURES_CODE = """
+def _lsqlab_browser_figures():
+    import json, numpy
+    from ipywidgets.widgets.widget import _instances
+    from plotly.basewidget import BaseFigureWidget
+    figures = []
+    for widget in list(_instances.values()):
+        if isinstance(widget, BaseFigureWidget):
+            traces = []
+            for trace in widget.data:
+                props, values = trace.to_plotly_json(), []
+                for key in ("x", "y", "z", "value"):
+                    if props.get(key) is not None:
+                        values.append(numpy.asarray(props[key], dtype=float).ravel())
+                values = numpy.concatenate(values) if values else numpy.zeros(0)
+                traces.append([trace.type, props.get("name") or "", int(values.size),
+                               float(values[numpy.isfinite(values)].sum())])
+            figures.append(traces)
+    return json.dumps(figures)
+"""
+
+KERNEL_FIGURES_JS = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({code, silent: true, store_history: false,
+                                        user_expressions: {figures: "_lsqlab_browser_figures()"}});
+  const reply = await future.done;
+  const result = reply.content.user_expressions.figures;
+  return result.status === "ok" ? result.data["text/plain"] : `error: ${result.ename}: ${result.evalue}`;
+}"""
+
+# 3-D scenes: at least this many saturated pixels (an empty scene with the loss-minimum marker
+# shows about 40, a sphere or torus with its paths several thousand).
+SCENE_DRAWN_PIXELS = 400
 
 
 def browser_unavailable(reason: str) -> None:
@@ -79,16 +178,23 @@ def browser_unavailable(reason: str) -> None:
 
 @dataclass(frozen=True)
 class LabServer:
-    """A running JupyterLab: its base URL, token and the folder it serves."""
+    """A running Jupyter server (JupyterLab and Notebook 7): its base URL, token and the folder it serves."""
 
     base_url: str
     token: str
     root_dir: Path
 
-    def url(self, path: str) -> str:
-        """The URL of ``path`` (relative to ``root_dir``) in a fresh JupyterLab workspace of its own,
-        with the token: on a server shared by several browser checks, the default workspace would
-        reopen the other checks' notebooks, and the kernel-ready test might see one of those."""
+    def url(self, path: str, frontend: str = "lab") -> str:
+        """The URL of ``path`` (relative to ``root_dir``) with the token, in ``frontend``.
+
+        JupyterLab opens it in a fresh workspace of its own: on a server shared by several browser
+        checks, the default workspace would reopen the other checks' notebooks, and the kernel-ready
+        test might see one of those. Notebook 7 opens one notebook per page.
+        """
+        if frontend == "notebook7":
+            return f"{self.base_url}/notebooks/{path}?token={self.token}"
+        if frontend != "lab":
+            raise ValueError(f"unknown frontend {frontend!r}; expected one of {FRONTENDS}")
         workspace = Path(path).stem
         return f"{self.base_url}/lab/workspaces/{workspace}/tree/{path}?reset&token={self.token}"
 
@@ -100,7 +206,8 @@ def free_port() -> int:
 
 
 def start_jupyterlab(root_dir: Path, state_dir: Path) -> tuple[subprocess.Popen, LabServer]:
-    """Start JupyterLab on 127.0.0.1 with throwaway Jupyter/IPython dirs under ``state_dir``."""
+    """Start JupyterLab (which serves Notebook 7 too) on 127.0.0.1 with throwaway Jupyter/IPython dirs
+    under ``state_dir``."""
     port, token = free_port(), secrets.token_hex(24)
     env = dict(os.environ, JUPYTER_PREFER_ENV_PATH="1")
     for variable in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
@@ -111,7 +218,7 @@ def start_jupyterlab(root_dir: Path, state_dir: Path) -> tuple[subprocess.Popen,
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}",
-        "--LabApp.expose_app_in_browser=True", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.expose_app_in_browser=True", "--JupyterNotebookApp.expose_app_in_browser=True", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
     ]
     log_path = state_dir / "jupyterlab.log"
@@ -182,18 +289,10 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def lab_page(chromium):
-    """A fresh page in its own browser context."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def open_notebook(page, server: LabServer, path: str) -> None:
-    """Open ``path`` and wait until its kernel is idle *and connected* (else a run-all is dropped)."""
-    page.goto(server.url(path))
+def open_notebook(page, server: LabServer, path: str, frontend: str = "lab") -> None:
+    """Open ``path`` in ``frontend`` and wait until its kernel is idle *and connected* (else a run-all
+    is dropped)."""
+    page.goto(server.url(path, frontend))
     page.wait_for_function(KERNEL_READY_JS, timeout=KERNEL_READY_S * 1000, polling=250)
 
 
@@ -208,38 +307,133 @@ def run_all_cells(page) -> list[str]:
     return page.evaluate(RUN_STATE_JS)["errors"]
 
 
-def plotly_trace(page, trace: int, *, plot: int = 0, axis: str = "y") -> list[float] | None:
-    """One coordinate array of a trace of the ``plot``-th plotly figure on the page, as drawn."""
-    return page.evaluate(PLOTLY_TRACE_JS, [plot, trace, axis])
+def save_and_reload(page) -> None:
+    """Save the notebook (its outputs hold the widget views), reload the page, wait for the kernel."""
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", polling=250)
+    page.reload()
+    page.wait_for_function(KERNEL_READY_JS, timeout=KERNEL_READY_S * 1000, polling=250)
 
 
-def wait_for_trace_change(page, before: list[float], trace: int, *, plot: int = 0, axis: str = "y") -> list[float]:
-    """Wait until the drawn trace differs from ``before``; return it."""
-    page.wait_for_function(
-        f"([args, before]) => {{ const now = ({PLOTLY_TRACE_JS})(args); "
-        "return now !== null && JSON.stringify(now) !== JSON.stringify(before); }",
-        arg=[[plot, trace, axis], before], timeout=WIDGET_UPDATE_S * 1000, polling=250,
+def widget_cells(page) -> list[int]:
+    """Indices of the code cells whose outputs show a widget."""
+    return page.evaluate(WIDGET_CELLS_JS)
+
+
+def kernel_figures(page) -> list[list[list]]:
+    """The signature (per trace: type, name, number of values, their finite sum) of every live figure
+    widget in the kernel."""
+    answer = page.evaluate(KERNEL_FIGURES_JS, KERNEL_FIGURES_CODE)
+    if answer.startswith("error: "):
+        raise RuntimeError(f"the kernel could not list its figures: {answer}")
+    return json.loads(ast.literal_eval(answer))
+
+
+def same_traces(drawn: list[list], kernel: list[list]) -> bool:
+    """Whether two figure signatures agree (sums to rounding)."""
+    return len(drawn) == len(kernel) and all(
+        a[:3] == b[:3] and math.isclose(a[3], b[3], rel_tol=1e-9, abs_tol=1e-9) for a, b in zip(drawn, kernel)
     )
-    return plotly_trace(page, trace, plot=plot, axis=axis)
 
 
-def press_slider(page, key: str = "ArrowRight", times: int = 3, *, slider: int = 0) -> None:
-    """Press ``key`` on the handle of the ``slider``-th ipywidgets slider a few times.
+def scene_pixels(page, scene: dict) -> int:
+    """Saturated pixels in a screenshot of a 3-D scene's area: how much of its WebGL drawing is data."""
+    clip = {key: float(value) for key, value in scene.items()}
+    png = page.screenshot(clip=clip)
+    return page.evaluate(SATURATED_PIXELS_JS, base64.b64encode(png).decode())
+
+
+def figure_problems(page, cell: int, kernel: list[list[list]]) -> tuple[list[str], list[dict]]:
+    """What is wrong with the widget figures of ``cell`` as drawn now (empty: all fine), and the figures.
+
+    Every visible figure must show what its kernel figure holds (its signature is one of ``kernel``'s),
+    the SVG figures must have drawn marks and the 3-D ones enough coloured pixels, and at least one
+    figure of the widget must hold data."""
+    figures = page.evaluate(WIDGET_FIGURES_JS, cell)
+    visible = [figure for figure in figures if figure["visible"]]
+    problems = [] if visible else [f"cell {cell}: no visible figure"]
+    with_data = 0
+    for figure in visible:
+        traces, name = figure["traces"], f"cell {cell}, figure {figure['id']}"
+        if not any(same_traces(traces, candidate) for candidate in kernel):
+            alike = [c for c in kernel if len(c) == len(traces)]
+            problems.append(f"{name}: drawn data {traces} is not the kernel's (kernel figures alike: {alike})")
+        if not any(trace[2] > 0 for trace in traces):
+            continue
+        with_data += 1
+        if figure["scene"] is not None:
+            pixels = scene_pixels(page, figure["scene"])
+            if pixels < SCENE_DRAWN_PIXELS:
+                problems.append(f"{name}: the 3-D scene shows {pixels} coloured pixels (< {SCENE_DRAWN_PIXELS})")
+        elif figure["marks"] == 0:
+            problems.append(f"{name}: no SVG marks drawn")
+    if visible and not with_data:
+        problems.append(f"cell {cell}: no figure holds data (axes only)")
+    return problems, visible
+
+
+def wait_until_drawn(page, cells: list[int], timeout_s: float = FIRST_RENDER_S) -> dict[int, list[dict]]:
+    """Wait until every widget figure of ``cells`` is drawn with the kernel's data; return the figures.
+
+    Fails with the problems still seen at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        kernel = kernel_figures(page)
+        found = {cell: figure_problems(page, cell, kernel) for cell in cells}
+        problems = [problem for cell_problems, _ in found.values() for problem in cell_problems]
+        if not problems:
+            return {cell: figures for cell, (_, figures) in found.items()}
+        if time.monotonic() > deadline:
+            pytest.fail("widget figures not drawn " f"{timeout_s:.0f} s after the run: " + "; ".join(problems))
+        page.wait_for_timeout(500)
+
+
+def drawn_traces(page, cell: int) -> list[list[list]]:
+    """The signatures of the visible figures of ``cell``, as drawn now."""
+    return [figure["traces"] for figure in page.evaluate(WIDGET_FIGURES_JS, cell) if figure["visible"]]
+
+
+def wait_for_change(page, cell: int, before: list[list[list]]) -> None:
+    """Wait until a figure of ``cell`` draws something else than ``before``."""
+    deadline = time.monotonic() + WIDGET_UPDATE_S
+    while drawn_traces(page, cell) == before:
+        if time.monotonic() > deadline:
+            pytest.fail(f"cell {cell}: no figure changed within {WIDGET_UPDATE_S} s of moving the control")
+        page.wait_for_timeout(250)
+
+
+def slider_handle(page, cell: int):
+    """The handle of the first slider in ``cell``'s widget, scrolled into view."""
+    handle = page.locator(f'[data-lsqlab-cell="{cell}"] .widget-slider .noUi-handle').first
+    handle.scroll_into_view_if_needed()
+    return handle
+
+
+def press_slider(page, cell: int, key: str = "ArrowRight", times: int = 3) -> None:
+    """Press ``key`` on the handle of ``cell``'s first slider a few times.
 
     Each press re-focuses the handle: the notebook takes focus back when it activates a cell, and a
     stray arrow key in command mode would collapse a heading instead of moving the slider.
     """
-    handle = page.locator(".widget-slider .noUi-handle").nth(slider)
-    handle.scroll_into_view_if_needed()
+    handle = slider_handle(page, cell)
     for _ in range(times):
         handle.press(key)
         page.wait_for_timeout(150)
 
 
-def save_screenshot(page, name: str) -> Path:
-    """Write ``artifacts/browser/<name>.png`` and return its path."""
+def drag_slider(page, cell: int, pixels: float = 40) -> None:
+    """Drag the handle of ``cell``'s first slider ``pixels`` to the right with the mouse."""
+    box = slider_handle(page, cell).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + pixels, y, steps=8)
+    page.mouse.up()
+
+
+def screenshot_cell(page, cell: int, name: str) -> Path:
+    """Write ``artifacts/browser/<name>.png``: the cell with its widget, and return its path."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.locator(f'[data-lsqlab-cell="{cell}"]').screenshot(path=str(path))
     return path
-

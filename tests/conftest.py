@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from browser_helpers import chromium, lab_page, lab_server  # noqa: F401 (session-wide browser fixtures)
+from browser_helpers import chromium, lab_server  # noqa: F401 (session-wide browser fixtures)
 
 jax.config.update("jax_enable_x64", True)
 

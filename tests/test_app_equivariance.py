@@ -137,7 +137,7 @@ def test_bad_method_and_too_many_collocation_images_are_refused(prepared):
 
 def test_config_defaults_are_the_best_settings_of_the_committed_tuning_grids():
     """penalty_mu, al_rho and al_dual_step: the settings of best rotated accuracy (seed 0) in
-    benchmarks/results/equivariance_tuning.csv (``app_equivariance.py --tune``)."""
+    lsqlab/applications/results/equivariance_tuning.csv (``app_equivariance.py --tune --record``)."""
     grid = tables.read("equivariance_tuning")
     best = {method: max((r for r in grid if r["method"] == method), key=lambda r: r["acc_rotated_mean"])
             for method in ("penalty", "penalty_resampled", "augmented_lagrangian")}

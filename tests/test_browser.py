@@ -1,34 +1,110 @@
-"""The tour in a real browser: JupyterLab runs it, the slider is moved by keyboard, the plot redraws."""
+"""Every widget in a real browser: each notebook with widgets runs with Run All in JupyterLab and in
+Notebook 7 (one server, one kernel per notebook); every widget figure must be drawn with the kernel's
+data on first display, before any control moves, then again after a control moves (keys in JupyterLab,
+a mouse drag in Notebook 7), after the manifold explorer switches to 3-D surfaces, and after the saved
+notebook is reloaded. Screenshots of every widget at every stage go to ``artifacts/browser/``."""
+
+from pathlib import Path
 
 import pytest
 
+import lsqlab.widgets
 from browser_helpers import (
+    FRONTENDS,
+    VIEWPORT,
+    drag_slider,
+    drawn_traces,
     open_notebook,
-    plotly_trace,
     press_slider,
     run_all_cells,
-    save_screenshot,
-    wait_for_trace_change,
+    save_and_reload,
+    screenshot_cell,
+    wait_for_change,
+    wait_until_drawn,
+    widget_cells,
 )
-from lsqlab.widgets.damping import FIT_TRACE
 
-pytestmark = pytest.mark.browser
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+WIDGET_NOTEBOOKS = {"00_tour": 1, "01_values": 1, "02_gradients": 1, "03_nullspace_geometry": 2}  # widgets shown
+SURFACES = ("sphere", "torus")  # the manifold explorer's 3-D choices, drawn in WebGL
 
 
-def test_tour_damping_slider_redraws_the_fit(lab_page, lab_server):
-    page = lab_page
+def test_every_notebook_with_widgets_is_checked_in_the_browser():
+    uses_widgets = {path.stem for path in NOTEBOOKS.glob("[0-9][0-9]_*.py")
+                    if any(f"{widget}(" in path.read_text() for widget in lsqlab.widgets.__all__)}
+    assert uses_widgets == set(WIDGET_NOTEBOOKS)
+
+
+def has(page, cell: int, selector: str) -> bool:
+    return page.locator(f'[data-lsqlab-cell="{cell}"] {selector}').count() > 0
+
+
+def run_and_check_first_render(page, server, path: str, frontend: str, name: str) -> list[int]:
+    """Open ``path`` in ``frontend``, Run All, and check that every widget is drawn; return its cells."""
+    open_notebook(page, server, path, frontend)
+    errors = run_all_cells(page)
+    assert errors == [], f"{path} failed in {frontend}: {errors}"
+    cells = widget_cells(page)
+    assert len(cells) == WIDGET_NOTEBOOKS[name], f"{frontend} shows widgets in cells {cells}"
     try:
-        open_notebook(page, lab_server, "notebooks/00_tour.ipynb")
-        errors = run_all_cells(page)
-        assert errors == [], f"the tour failed in JupyterLab: {errors}"
-
-        page.wait_for_selector(".widget-slider", timeout=60_000)
-        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-        before = plotly_trace(page, FIT_TRACE)
-        assert before, "the fitted curve is not drawn"
-
-        press_slider(page, "ArrowRight", times=3)
-        after = wait_for_trace_change(page, before, FIT_TRACE)
-        assert len(after) == len(before)
+        wait_until_drawn(page, cells)
     finally:
-        save_screenshot(page, "tour")
+        for cell in cells:
+            screenshot_cell(page, cell, f"{name}-{frontend}-first-cell{cell}")
+    return cells
+
+
+def move_and_check(page, cell: int, frontend: str, name: str) -> None:
+    """Move the widget's first slider (keys in JupyterLab, a drag in Notebook 7); its figure must change."""
+    before = drawn_traces(page, cell)
+    if frontend == "lab":
+        press_slider(page, cell, "ArrowRight", times=3)
+    else:
+        drag_slider(page, cell)
+    try:
+        wait_for_change(page, cell, before)
+        wait_until_drawn(page, [cell])
+    finally:
+        screenshot_cell(page, cell, f"{name}-{frontend}-moved-cell{cell}")
+
+
+def choose_surface(page, cell: int, surface: str, name: str) -> None:
+    """Pick a 3-D surface in the manifold explorer; its WebGL figure must show it with the paths."""
+    page.locator(f'[data-lsqlab-cell="{cell}"] .widget-dropdown select').first.select_option(surface)
+    try:
+        page.wait_for_timeout(500)
+        deadline_checks = 240  # the kernel computes the surface and the paths (seconds), then draws once
+        while not any(trace[1] == surface for traces in drawn_traces(page, cell) for trace in traces):
+            deadline_checks -= 1
+            assert deadline_checks > 0, f"the explorer never drew the {surface}"
+            page.wait_for_timeout(250)
+        wait_until_drawn(page, [cell])
+    finally:
+        screenshot_cell(page, cell, f"{name}-lab-{surface}-cell{cell}")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", WIDGET_NOTEBOOKS)
+def test_widgets_draw_on_first_display_and_follow_their_controls(name, chromium, lab_server):
+    path = f"notebooks/{name}.ipynb"
+    for frontend in FRONTENDS:
+        context = chromium.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        try:
+            cells = run_and_check_first_render(page, lab_server, path, frontend, name)
+            for cell in cells:
+                if has(page, cell, ".widget-slider"):
+                    move_and_check(page, cell, frontend, name)
+            if frontend == "lab":
+                for cell in cells:
+                    if has(page, cell, ".widget-dropdown select option[value='sphere']"):
+                        for surface in SURFACES:
+                            choose_surface(page, cell, surface, name)
+                save_and_reload(page)
+                try:
+                    wait_until_drawn(page, cells)
+                finally:
+                    for cell in cells:
+                        screenshot_cell(page, cell, f"{name}-lab-reloaded-cell{cell}")
+        finally:
+            context.close()

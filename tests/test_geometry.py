@@ -1,5 +1,7 @@
 """The manifold maths: step parts are orthogonal, the null-space method lands on c = 0, the others do not."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from lsqlab.geometry import (
     MANIFOLDS, check_start, check_step, descend, grid_values, step_parts, user_manifold,
 )
+from lsqlab.widgets.manifold_explorer import DEFAULT_EXPRESSION
 
 STARTS = {2: np.array([-1.5, -1.2]), 3: np.array([-1.5, -1.2, 0.3])}
 
@@ -55,13 +58,38 @@ def test_user_manifold_matches_its_expression():
     np.testing.assert_allclose(paths.null_space, descend(MANIFOLDS["sphere"], STARTS[3], 40, 0.1, 0.5, 2.0).null_space)
 
 
-@pytest.mark.parametrize("expression, words", [
-    ("x +", "cannot read"), ("x + q", "unknown name"), ("x.real", "Attribute"),
-    ("__import__('os')", "can be called"), ("x + z", "unknown name"), ("'a'", "not a number"),
+@pytest.mark.parametrize("expression, dim", [
+    (DEFAULT_EXPRESSION[2], 2), (DEFAULT_EXPRESSION[3], 3), ("x**4 + y**4 - 1", 2), ("sqrt(x**2 + y**2) - pi/3", 2),
+    ("exp(-x**2) - y**-2 + 2.5e-1", 2), ("abs(x) + abs(y) - tanh(x*y) - 1", 2), ("-x + +z - log(1 + y**2)", 3),
+    ("x**16 + y**0.5 - 1/2**3", 2), ("cos(x) * tan(y) - 1/(1 + x**2)", 2),
 ])
-def test_user_manifold_rejects_anything_but_arithmetic(expression, words):
+def test_parser_accepts_arithmetic_and_computes_it(expression, dim):
+    theta = np.array([0.3, 0.4, 0.5])[:dim]
+    names = dict(zip("xyz", theta), pi=np.pi, sin=np.sin, cos=np.cos, tan=np.tan, exp=np.exp, log=np.log,
+                 sqrt=np.sqrt, abs=abs, tanh=np.tanh)
+    expected = eval(expression, {"__builtins__": {}}, names)  # trusted test input: Python's own reading
+    np.testing.assert_allclose(user_manifold(expression, dim).scalar_constraint(jnp.asarray(theta)), expected,
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("expression, words", [
+    ("x + 1/0", "1/0 is not a finite number"),  # ZeroDivisionError before
+    ("x + 10**400", "exponent in \\*\\* must be a number between -16 and 16, got 400"),  # OverflowError
+    ("sin()", "sin takes exactly one argument"),  # TypeError
+    ("*".join(["x"] * 3000), "5999 characters long"),  # RecursionError
+    ("x + 9**9**8", "got 9\\*\\*8"),  # a Python big-integer power: minutes
+    ("x**y", "got y"), ("x + 1e400", "1e400 is not a finite number"), ("x + log(0)", "log\\(0\\) is not a finite"),
+    ("y + (-8)**0.5", "is not a finite number"), ("sin(x, y)", "exactly one argument"), ("-" * 40 + "x", "nested"),
+    ("x +", "cannot read"), ("", "empty"), ("x + q", "'q' is not a known name: use x, y, pi"),
+    ("x + sin", "call it"), ("x.real", "Attribute is not allowed"), ("x // 2", "FloorDiv is not allowed"),
+    ("__import__('os')", "can be called, not __import__"), ("x + z", "'z' is not a known name"),
+    ("'a'", "not a number"), ("True + x", "not a number"),
+])
+def test_parser_rejects_unbounded_or_unknown_input_with_a_message(expression, words):
+    start = time.perf_counter()
     with pytest.raises(ValueError, match=words):
         user_manifold(expression, 2)
+    assert time.perf_counter() - start < 0.1
 
 
 def test_checks_name_bad_settings():

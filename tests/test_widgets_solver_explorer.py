@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from lsqlab.cgls import cgls_trace
-from lsqlab.convergence import compare_solvers, conditioned_problem, iterations_against_condition
+from lsqlab.convergence import SOLVERS, compare_solvers, conditioned_problem, iterations_against_condition
 from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
 from lsqlab.operators import linear_map, matmul
-from lsqlab.widgets.solver_explorer import SWEEP_CONDS, SolverExplorer, trace_index
+from lsqlab.widgets.solver_explorer import PANELS, SWEEP_CONDS, SolverExplorer, stop_index, trace_index
 
 SMALL = dict(rows=60, cols=20, cond=10.0, iterations=40, tol=1e-8)
 
@@ -43,12 +43,33 @@ def test_curves_are_the_traces_of_lsmr_and_cgls():
     np.testing.assert_allclose(drawn(explorer, "CGLS", "normar"), cgls.normar)
 
 
-def test_well_conditioned_problem_converges_and_shows_the_stop_reason():
+def drawn_stops(explorer):
+    return [(list(explorer.figure.data[stop_index(s, p)].x), list(explorer.figure.data[stop_index(s, p)].y))
+            for s in SOLVERS for p in PANELS]
+
+
+def test_readout_and_stop_markers_agree_and_follow_the_tolerance():
     explorer = SolverExplorer(**SMALL)
     curves = compare_solvers(conditioned_problem(60, 20, 10.0), 40, 1e-8)
     assert curves["LSMR"].error[-1] < 1e-8 and curves["LSMR"].stop_code == 2
     assert STOP_REASONS[2] in explorer.readout.value
-    assert f"stops at iteration {curves['LSMR'].stop_iteration}" in explorer.readout.value
+    for solver, c in curves.items():  # the error read out is the error at the stop, where the marker is
+        stop = c.stop_iteration
+        assert stop is not None and f"stops at iteration {stop} with error {c.error[stop - 1]:.2e}" in \
+            explorer.readout.value
+        for panel in PANELS:
+            marker = explorer.figure.data[stop_index(solver, panel)]
+            assert list(marker.x) == [stop] and marker.y[0] == drawn(explorer, solver, panel)[stop - 1]
+    before = drawn_stops(explorer)
+    explorer.tol.value = 1e-4  # the slider moves what is drawn: each solver stops earlier
+    loose = compare_solvers(conditioned_problem(60, 20, 10.0), 40, 1e-4)
+    assert drawn_stops(explorer) != before and "tolerance 1e-04" in explorer.readout.value
+    for solver in SOLVERS:
+        assert explorer.figure.data[stop_index(solver, "error")].x[0] == loose[solver].stop_iteration
+        assert loose[solver].stop_iteration < curves[solver].stop_iteration
+    explorer.iterations.value = 3  # no stop test holds: no marker, and the last error is read out
+    assert all(x == [] for x, _ in drawn_stops(explorer))
+    assert f"error after 3 iterations {loose['LSMR'].error[2]:.2e}" in explorer.readout.value
 
 
 def test_moving_controls_redraws_in_place():

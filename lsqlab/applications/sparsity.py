@@ -294,7 +294,7 @@ def evaluate(
 # ------------------------------------------------------------------------------- the digits comparison
 
 
-TABLE = "sparsity"  # benchmarks/results/sparsity.{csv,md}, written by benchmarks/app_sparsity.py
+TABLE = "sparsity"  # lsqlab/applications/results/sparsity.{csv,md}, recorded by benchmarks/app_sparsity.py --record
 TABLE_BY = ["sparsity", "method"]
 TABLE_METRICS = ["test_error", "surviving", "error_before_finish", "violation_before_finish", "ms_per_step",
                  "overhead"]

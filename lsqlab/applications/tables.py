@@ -2,16 +2,65 @@
 
 A table is a list of dicts with the same keys. :func:`summarize` groups runs by the setting columns and
 reports, per metric, the mean and the sample standard deviation over the group (ddof = 1; 0 for one run).
+
+The recorded tables (full-budget runs of ``benchmarks/app_*.py`` and ``scale_sparsity.py --size medium``)
+ship with the package in ``lsqlab/applications/results/``; :func:`recorded` is the one way to find them,
+from a checkout or an installed wheel alike. :func:`paper` renders a summary for a notebook: plain
+column names, 2-3 significant digits, the best entry of each column in bold.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RECORDED = Path(__file__).resolve().parent / "results"
+
+# Per results table: column -> (plain-language header, which entry is best: "low", "high" or None).
+COLUMNS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "equivariance": {
+        "method": ("method", None), "points": ("constraint imposed on", None),
+        "acc_upright": ("accuracy, upright digits", "high"), "acc_rotated": ("accuracy, turned digits", "high"),
+        "inv_err_heldout": ("invariance error, test images", "low"),
+        "inv_err_collocation": ("invariance error, collocation images", "low"),
+        "violation": ("‖c‖ on the collocation images", "low"), "ms_per_step": ("ms per step", "low"),
+        "solver_iterations": ("solver iterations per step", None),
+    },
+    "sparsity": {
+        "sparsity": ("fraction of weights zeroed", None), "method": ("method", None),
+        "test_error": ("test error", "low"), "surviving": ("fraction of weights left", None),
+        "error_before_finish": ("test error before the final zeroing", None),
+        "violation_before_finish": ("largest masked weight before the final zeroing", None),
+        "ms_per_step": ("ms per step", "low"), "overhead": ("time per step / plain Adam's", "low"),
+    },
+    "scores": {
+        "data": ("data set", None), "method": ("method", None),
+        "nasym": ("asymmetry NAsym, held-out points", "low"), "score_error": ("score error", "low"),
+        "energy_distance": ("energy distance of samples", "low"), "precision": ("precision", "high"),
+        "recall": ("recall", "high"), "ms_per_step": ("ms per step", "low"),
+    },
+    "scores_collocation": {
+        "collocation": ("collocation pairs", None), "m": ("pairs m", None),
+        "nasym_train_pairs": ("NAsym on its own pairs", "low"), "nasym": ("NAsym, held-out points", "low"),
+        "score_error": ("score error", "low"), "ms_per_step": ("ms per step", "low"),
+        "solver_iterations": ("solver iterations", None),
+    },
+    "gp": {
+        "dataset": ("data set", None), "method": ("method", None), "rmse": ("RMSE", "low"),
+        "nlpd": ("NLPD", "low"), "fit_s": ("fit time (s)", "low"), "compile_s": ("compile time (s)", None),
+    },
+}
+# Methods that are references rather than contenders (never marked best), and the column within whose
+# values the entries are ranked (with the caption's words for it).
+REFERENCES: dict[str, frozenset[str]] = {"sparsity": frozenset({"dense"}), "scores": frozenset({"exact"})}
+RANKED_WITHIN: dict[str, tuple[str, str]] = {"sparsity": ("sparsity", "level of sparsity"),
+                                             "scores": ("data", "data set"), "scores_collocation": ("m", "m"),
+                                             "gp": ("dataset", "data set")}
+_ARROW = {"low": " ↓", "high": " ↑"}
+_SPACE = "\u00a0"  # a non-breaking space: "mean ± std" never wraps over two lines
 
 
 def summarize(runs: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -> list[dict]:
@@ -43,8 +92,41 @@ def markdown(rows: Sequence[dict], metrics: Sequence[str], by: Sequence[str], di
     return "\n".join(lines) + "\n"
 
 
-def write(runs: Sequence[dict], name: str, by: Sequence[str], metrics: Sequence[str], directory: Path = RESULTS) -> list[dict]:
-    """Write ``<name>_runs.csv`` (every run), ``<name>.csv`` and ``<name>.md`` (the summary); return the summary."""
+def paper(rows: Sequence[dict], table: str, figures: int = 3) -> str:
+    """Summarised ``rows`` of results table ``table`` (a key of :data:`COLUMNS`) as a Markdown table to
+    display: plain headers (↓/↑: lower/higher is better), each mean to ``figures`` significant digits with
+    its standard deviation to the same decimal place, the best mean of each ranked column in bold
+    (ties at the shown precision all bold; per :data:`RANKED_WITHIN` group, :data:`REFERENCES` rows
+    never), and a caption saying over how many runs."""
+    if table not in COLUMNS:
+        raise ValueError(f"unknown results table {table!r}; known: {sorted(COLUMNS)}")
+    if not rows:
+        raise ValueError(f"no rows to show for results table {table!r}")
+    columns = COLUMNS[table]
+    metrics = [key[: -len("_mean")] for key in rows[0] if key.endswith("_mean")]
+    by = [key for key in rows[0] if key != "n" and not key.endswith(("_mean", "_std"))]
+    missing = [key for key in (*by, *metrics) if key not in columns]
+    if missing:
+        raise ValueError(f"results table {table!r} has no plain-language name for column(s) {missing}")
+    shown = {(i, m): _mean_and_spread(row[f"{m}_mean"], row[f"{m}_std"], row["n"], figures)
+             for i, row in enumerate(rows) for m in metrics}
+    means = {(i, m): _mean_and_spread(row[f"{m}_mean"], 0.0, 1, figures) for i, row in enumerate(rows) for m in metrics}
+    best = _best(rows, table, metrics, means)
+    header = [columns[key][0] for key in by] + [columns[m][0] + _ARROW.get(columns[m][1], "") for m in metrics]
+    counts = {int(row["n"]) for row in rows}
+    if len(counts) > 1:
+        header.append("runs")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(by) + "--:|" * (len(header) - len(by))]
+    for i, row in enumerate(rows):
+        cells = [_setting(row[key]).replace("|", "\\|") for key in by]
+        cells += [f"**{shown[i, m]}**" if (i, m) in best else shown[i, m] for m in metrics]
+        lines.append("| " + " | ".join(cells + ([str(int(row["n"]))] if len(counts) > 1 else [])) + " |")
+    return "\n".join(lines) + "\n\n" + _caption(table, counts) + "\n"
+
+
+def write(runs: Sequence[dict], name: str, by: Sequence[str], metrics: Sequence[str], directory: Path) -> list[dict]:
+    """Write ``<name>_runs.csv`` (every run), ``<name>.csv`` and ``<name>.md`` (the summary) into
+    ``directory``; return the summary."""
     directory.mkdir(parents=True, exist_ok=True)
     summary = summarize(runs, by, metrics)
     _write_csv(runs, directory / f"{name}_runs.csv")
@@ -53,10 +135,55 @@ def write(runs: Sequence[dict], name: str, by: Sequence[str], metrics: Sequence[
     return summary
 
 
-def read(name: str, directory: Path = RESULTS) -> list[dict]:
-    """The summary table ``<name>.csv`` with numbers parsed back to float where they parse."""
-    with open(directory / f"{name}.csv", newline="") as handle:
+def recorded(name: str) -> Path:
+    """The recorded results file ``name`` (e.g. ``"gp.csv"``), shipped with lsqlab next to this module:
+    the same from a checkout, an installed wheel or any working directory."""
+    path = RECORDED / name
+    if not path.is_file():
+        present = sorted(p.name for p in RECORDED.glob("*")) if RECORDED.is_dir() else []
+        raise FileNotFoundError(f"no recorded results file {name!r} in {RECORDED}; recorded files: {present}")
+    return path
+
+
+def read(name: str, directory: Path | None = None) -> list[dict]:
+    """The summary table ``<name>.csv`` (the recorded one unless ``directory`` is given) with numbers
+    parsed back to float where they parse."""
+    path = recorded(f"{name}.csv") if directory is None else directory / f"{name}.csv"
+    with open(path, newline="") as handle:
         return [{key: _parse(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def add_output_options(parser: argparse.ArgumentParser, script: str) -> None:
+    """``--out DIR`` and ``--record`` for a results command in ``benchmarks/`` (``script``: its ``__file__``).
+
+    Without either it writes into ``artifacts/results/`` of the script's checkout (``artifacts/results/smoke/``
+    on a smoke budget), which git ignores; only ``--record`` overwrites the recorded tables."""
+    scratch = Path(script).resolve().parents[1] / "artifacts" / "results"
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"directory for the tables (default {scratch}, or its smoke/ on a smoke budget)")
+    parser.add_argument("--record", action="store_true",
+                        help=f"overwrite the recorded tables shipped with lsqlab ({RECORDED}); full budget only")
+    parser.set_defaults(scratch=scratch)
+
+
+def output_directory(parser: argparse.ArgumentParser, args: argparse.Namespace, smoke: bool,
+                     partial: str | None = None) -> Path:
+    """Where the command writes (see :func:`add_output_options`); ``parser.error`` for ``--record`` on a
+    smoke budget, on a ``partial`` run (the reason given) or with ``--out``, and for ``--out`` naming the
+    recorded folder without ``--record``."""
+    if args.record:
+        if smoke:
+            parser.error("--record overwrites the recorded tables: refused on a smoke budget "
+                         "(--smoke, LSQLAB_SMOKE=1 or CI=1)")
+        if partial:
+            parser.error(f"--record overwrites the recorded tables: refused for {partial}")
+        if args.out is not None:
+            parser.error(f"--record writes to {RECORDED}; drop --out")
+        return RECORDED
+    out = args.out or (args.scratch / "smoke" if smoke else args.scratch)
+    if out.resolve() == RECORDED.resolve():
+        parser.error(f"--out {out} is the recorded tables' folder: pass --record (without --out) to overwrite them")
+    return out
 
 
 def _write_csv(rows: Sequence[dict], path: Path) -> None:
@@ -78,3 +205,72 @@ def _cell(mean: float, std: float, digits: int) -> str:
     if math.isnan(mean):
         return "-"
     return f"{mean:.{digits}g} ± {std:.{digits}g}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _mean_and_spread(mean: float, std: float, n: float, figures: int) -> str:
+    """``mean`` to ``figures`` significant digits and ``std`` (left out for one run) to the same decimal
+    place: ``0.0238 ± 0.0026``, ``250 ± 12``, ``(5.93 ± 0.79)×10⁻⁴`` outside [0.01, 10⁴); "-": NaN."""
+    mean, std = float(mean), float(std)
+    if math.isnan(mean):
+        return "-"
+    scale = abs(mean) or abs(std)
+    exponent = math.floor(math.log10(scale)) if scale > 0 else 0
+    spread = int(n) > 1
+    if mean.is_integer() and abs(mean) < 10**4 and (not spread or std == 0):
+        return str(int(mean)) + (f"{_SPACE}±{_SPACE}0" if spread else "")  # counts, exact zeros
+    if -2 <= exponent < 4:
+        decimals = max(figures - 1 - exponent, 0)
+        text = f"{mean:.{decimals}f}"
+        if spread:
+            rounded = f"{std:.{decimals}f}"
+            text += f"{_SPACE}±{_SPACE}" + ("0" if float(rounded) == 0 else rounded)
+        return text
+    power = "×10" + str(exponent).translate(_SUPERSCRIPT)
+    mantissa = f"{mean / 10**exponent:.{figures - 1}f}"
+    if not spread:
+        return mantissa + power
+    return f"({mantissa}{_SPACE}±{_SPACE}{std / 10**exponent:.{figures - 1}f}){power}"
+
+
+def _best(rows: Sequence[dict], table: str, metrics: Sequence[str], shown: dict) -> set[tuple[int, str]]:
+    """(row, metric) of the best mean per ranked metric and group; ``shown``: each mean as displayed,
+    so that ties at the shown precision are all marked."""
+    references, (within, _) = REFERENCES.get(table, frozenset()), RANKED_WITHIN.get(table, (None, ""))
+    marked = set()
+    for metric in metrics:
+        direction = COLUMNS[table][metric][1]
+        if direction is None:
+            continue
+        groups: dict[object, list[int]] = {}
+        for i, row in enumerate(rows):
+            value = float(row[f"{metric}_mean"])
+            if row.get("method") not in references and not math.isnan(value):
+                groups.setdefault(row.get(within) if within else None, []).append(i)
+        for members in groups.values():
+            pick = min if direction == "low" else max
+            winner = pick(members, key=lambda i: float(rows[i][f"{metric}_mean"]))
+            marked |= {(i, metric) for i in members if shown[i, metric] == shown[winner, metric]}
+    return marked
+
+
+def _setting(value: object) -> str:
+    """A setting column's value: integral floats as integers (16.0 -> 16)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _caption(table: str, counts: set[int]) -> str:
+    if counts == {1}:
+        runs = "one run per row"
+    elif len(counts) == 1:
+        runs = f"mean ± standard deviation over {min(counts)} runs"
+    else:
+        runs = "mean ± standard deviation over the runs counted in the last column"
+    where = f" for each {RANKED_WITHIN[table][1]}" if table in RANKED_WITHIN else ""
+    references = REFERENCES.get(table)
+    left_out = f" ({', '.join(sorted(references))}: a reference, not ranked)" if references else ""
+    return f"*{runs[0].upper() + runs[1:]}; ↓/↑: lower/higher is better; bold: the best{where}{left_out}.*"

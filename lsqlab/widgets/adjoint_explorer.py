@@ -4,7 +4,8 @@ Left: relative error of the directional derivative against the solver tolerance 
 unrolled differentiation and finite differences; right: wall time of each. Controls set the rank and
 condition number of A, the finite-difference step, ``assume_full_rank`` and the tolerance read out.
 The mathematics lives in :mod:`lsqlab.gradient_accuracy`; each tolerance compiles the adjoint once
-(about 3 s here), so the first drawing takes a while and later moves are fast.
+(about 3 s here), so the first drawing takes a while and later moves are fast. The times drawn exclude
+compilation: each is the median of a few calls after a warm-up call.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lsqlab.gradient_accuracy import METHODS, SOLVES, TOLERANCES, check_settings, gradient_problem, measure
-from lsqlab.widgets.figures import live_or_static, message_html, redraw_static
+from lsqlab.gradient_accuracy import (
+    METHODS, SOLVES, TIMED_REPEATS, TOLERANCES, check_settings, gradient_problem, measure,
+)
+from lsqlab.widgets.figures import computing, live_or_static, message_html, redraw_static, status_line
+from lsqlab.widgets.layout import fit_page
 
 COLORS = {"adjoint": "#1f77b4", "unrolled": "#2ca02c", "finite differences": "#d62728"}
 CURRENT_TRACE = 2 * len(METHODS)  # markers at the chosen tolerance on the error panel
+TIME_TICKS = tuple(m * 10.0**k for k in range(-3, 6) for m in (1, 3))  # ms: two labelled ticks a decade
 
 
 def error_trace(method: str) -> int:
@@ -42,13 +47,13 @@ class AdjointExplorer(widgets.VBox):
         self.full_rank = widgets.Checkbox(value=True, description="assume_full_rank")
         self.tol = widgets.SelectionSlider(options=[(f"{t:.0e}", t) for t in self.tolerances],
                                            value=self.tolerances[len(self.tolerances) // 2], description="tolerance")
-        self.message = widgets.HTML()
+        self.status, self.message = status_line(), widgets.HTML()
         self.readout = widgets.HTML()
         self.figure, self.static_view = live_or_static(_accuracy_figure(), live)
         view = self.figure if self.static_view is None else self.static_view
         controls = widgets.HBox([widgets.VBox([self.rank, self.cond, self.tol]),
                                  widgets.VBox([self.h, self.full_rank])])
-        super().__init__([controls, self.message, view, self.readout])
+        super().__init__([controls, self.status, self.message, view, self.readout])
         self._measurement = None
         for control in (self.rank, self.cond, self.h, self.full_rank):
             control.observe(self._on_setting_change, names="value")
@@ -59,6 +64,7 @@ class AdjointExplorer(widgets.VBox):
     def is_live(self) -> bool:
         return self.static_view is None
 
+    @computing
     def _on_setting_change(self, change: dict | None = None) -> None:
         try:
             check_settings(*self.shape, self.rank.value, self.cond.value, self.h.value)
@@ -92,21 +98,24 @@ class AdjointExplorer(widgets.VBox):
         self.readout.value = (
             f"A is {m} × {n} of rank {self.rank.value}; at tolerance {self.tol.value:.0e} the forward solve "
             f"took {result.iterations[i]} LSMR iterations."
-            f"<table><tr><th>method</th><th>relative error</th><th>ms</th><th>solves</th></tr>{rows}</table>"
+            f"<table><tr><th>method</th><th>relative error</th><th>ms (median of {TIMED_REPEATS} calls after "
+            f"compiling)</th><th>solves</th></tr>{rows}</table>"
         )
         redraw_static(self.figure, self.static_view)
 
 
 def _accuracy_figure() -> go.Figure:
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("relative error of dL[E]", "time per derivative (ms)"))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(
+        "relative error of dL[E]", "ms per derivative (compilation excluded)"))
     for column in (1, 2):
         for method in METHODS:
             figure.add_scatter(x=[], y=[], mode="lines+markers", name=method, legendgroup=method,
                                showlegend=column == 1, line=dict(color=COLORS[method]), row=1, col=column)
         figure.update_xaxes(type="log", autorange="reversed", title_text="solver tolerance", exponentformat="power",
                             row=1, col=column)
-        figure.update_yaxes(type="log", exponentformat="power", row=1, col=column)
+    figure.update_yaxes(type="log", exponentformat="power", row=1, col=1)
+    figure.update_yaxes(type="log", tickvals=TIME_TICKS, ticktext=[f"{t:g}" for t in TIME_TICKS], row=1, col=2)
     figure.add_scatter(x=[], y=[], mode="markers", name="chosen tolerance", marker=dict(size=12, color="black",
                        symbol="circle-open"), row=1, col=1)
-    figure.update_layout(height=360, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=1.18))
-    return figure
+    figure.update_layout(height=360, margin=dict(l=50, r=20, t=40, b=40))
+    return fit_page(figure)

@@ -18,7 +18,7 @@ from lsqlab.geometry import (
     BOX, LOSSES, MANIFOLDS, MAX_STEPS, METHODS, Manifold, check_start, check_step, descend, grid_values,
     step_parts, user_manifold,
 )
-from lsqlab.widgets.figures import live_or_static, message_html, redraw_static
+from lsqlab.widgets.figures import computing, live_or_static, message_html, redraw_static, status_line
 
 USER_CURVE, USER_SURFACE = "user curve", "user surface"
 CHOICES = ("circle", "ellipse", USER_CURVE, "sphere", "torus", USER_SURFACE)
@@ -55,7 +55,7 @@ class ManifoldExplorer(widgets.VBox):
                                        continuous_update=False)
         self.start = [widgets.FloatText(value=v, description=f"start {name}", layout=widgets.Layout(width="160px"))
                       for v, name in zip(start + DEFAULT_START[len(start):], "xyz")]
-        self.message = widgets.HTML()
+        self.status, self.message = status_line(), widgets.HTML()
         self.readout = widgets.HTML()
         self.figures, self.static_views, self._boxes = {}, {}, {}
         for dim, make in ((2, _plane_figure), (3, _space_figure)):
@@ -67,7 +67,7 @@ class ManifoldExplorer(widgets.VBox):
             widgets.VBox([self.manifold, self.expression, self.step_size]),
             widgets.VBox(self.start),
         ])
-        super().__init__([controls, self.message, self._boxes[2], self._boxes[3], self.readout])
+        super().__init__([controls, self.status, self.message, self._boxes[2], self._boxes[3], self.readout])
         self._current: Manifold | None = None
         self.manifold.observe(self._on_manifold_change, names="value")
         self.expression.observe(self._on_manifold_change, names="value")
@@ -89,6 +89,7 @@ class ManifoldExplorer(widgets.VBox):
         """The figure of the chosen manifold's dimension."""
         return self.figures[self.dim]
 
+    @computing
     def _on_manifold_change(self, change: dict | None = None) -> None:
         choice, dim = self.manifold.value, self.dim
         for d, box in self._boxes.items():
@@ -110,7 +111,7 @@ class ManifoldExplorer(widgets.VBox):
         c, loss = grid_values(manifold, GRID_POINTS[dim])
         axis = np.linspace(-BOX, BOX, GRID_POINTS[dim])
         figure = self.figures[dim]
-        with figure.batch_update():
+        with figure.batch_update():  # one update: the surface and the paths on it appear together
             if dim == 2:  # contour z is indexed [y, x]
                 figure.data[LOSS_TRACE].update(x=axis, y=axis, z=loss.T)
                 figure.data[CONSTRAINT_TRACE].update(x=axis, y=axis, z=c.T, name=manifold.name)
@@ -118,8 +119,10 @@ class ManifoldExplorer(widgets.VBox):
                 grid = np.meshgrid(axis, axis, axis, indexing="ij")
                 figure.data[CONSTRAINT_TRACE].update(x=grid[0].ravel(), y=grid[1].ravel(), z=grid[2].ravel(),
                                                      value=c.ravel(), name=manifold.name)
-        self._on_setting_change()
+            self._on_setting_change()
+        redraw_static(figure, self.static_views[dim])
 
+    @computing
     def _on_setting_change(self, change: dict | None = None) -> None:
         if self._current is None:
             return

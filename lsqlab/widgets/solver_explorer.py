@@ -1,9 +1,10 @@
 """``SolverExplorer``: LSMR beside CGLS on a problem whose shape and condition number the user sets.
 
 Three log-scale panels against the iteration count: ||r_k||, ||A^T r_k|| and the error
-||x_k - x*|| / ||x*||, one curve per solver, and a readout of where each solver's stop test holds and
-why. A preconditioner menu runs both solvers on A P (none, Jacobi, sketch); a button sweeps cond(A)
-and plots LSMR's iterations to the tolerance with each preconditioner. The mathematics lives in
+||x_k - x*|| / ||x*||, one curve per solver, a marker where each solver's stop test (at the chosen
+tolerance) first holds, and a readout of that iteration, the error there and the reason. A
+preconditioner menu runs both solvers on A P (none, Jacobi, sketch); a button sweeps cond(A) and plots
+LSMR's iterations to the tolerance with each preconditioner. The mathematics lives in
 :mod:`lsqlab.convergence`.
 """
 
@@ -15,10 +16,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lsqlab.convergence import (
-    PRECONDITIONERS, SOLVERS, check_preconditioner, check_problem_size, compare_solvers, conditioned_problem,
-    iterations_against_condition,
+    PRECONDITIONERS, SOLVERS, ConvergenceCurves, check_preconditioner, check_problem_size, compare_solvers,
+    conditioned_problem, iterations_against_condition,
 )
-from lsqlab.widgets.figures import live_or_static, message_html, redraw_static
+from lsqlab.widgets.figures import computing, live_or_static, message_html, redraw_static, status_line
+from lsqlab.widgets.layout import fit_page
 
 PANELS = ("normr", "normar", "error")
 PANEL_TITLES = ("‖r_k‖", "‖Aᵀr_k‖", "‖x_k − x*‖ / ‖x*‖")
@@ -30,6 +32,11 @@ SWEEP_CONDS = np.logspace(0, 10, 11)
 def trace_index(solver: str, panel: str) -> int:
     """Index in ``figure.data`` of ``solver``'s curve in ``panel`` (one of ``PANELS``)."""
     return PANELS.index(panel) * len(SOLVERS) + SOLVERS.index(solver)
+
+
+def stop_index(solver: str, panel: str) -> int:
+    """Index in ``figure.data`` of the marker where ``solver``'s stop test first holds, in ``panel``."""
+    return len(PANELS) * len(SOLVERS) + trace_index(solver, panel)
 
 
 class SolverExplorer(widgets.VBox):
@@ -47,7 +54,7 @@ class SolverExplorer(widgets.VBox):
                                           description="tolerance", readout_format=".0e")
         self.preconditioner = widgets.Dropdown(options=PRECONDITIONERS, value="none", description="preconditioner")
         self.sweep_button = widgets.Button(description="iterations against cond(A)", layout=dict(width="auto"))
-        self.message = widgets.HTML()
+        self.status, self.message = status_line(), widgets.HTML()
         self.readout = widgets.HTML()
         self.figure, self.static_view = live_or_static(_convergence_figure(), live)
         self.sweep_figure, self.sweep_static_view = live_or_static(_sweep_figure(), live)
@@ -55,7 +62,7 @@ class SolverExplorer(widgets.VBox):
         sweep_view = self.sweep_figure if self.sweep_static_view is None else self.sweep_static_view
         controls = widgets.HBox([widgets.VBox([self.rows, self.cols, self.cond]),
                                  widgets.VBox([self.iterations, self.tol, self.preconditioner])])
-        super().__init__([controls, self.message, view, self.readout, self.sweep_button, sweep_view])
+        super().__init__([controls, self.status, self.message, view, self.readout, self.sweep_button, sweep_view])
         self._problem = None
         for control in (self.rows, self.cols, self.cond):
             control.observe(self._on_problem_change, names="value")
@@ -69,6 +76,7 @@ class SolverExplorer(widgets.VBox):
         """Whether the figure is a live ``FigureWidget`` (else a static redraw in an ``Output``)."""
         return self.static_view is None
 
+    @computing
     def _on_problem_change(self, change: dict | None = None) -> None:
         m, n, cond = self.rows.value, self.cols.value, self.cond.value
         try:
@@ -79,6 +87,7 @@ class SolverExplorer(widgets.VBox):
         self._problem = conditioned_problem(m, n, cond, self.seed)
         self._on_solve_change()
 
+    @computing
     def _on_solve_change(self, change: dict | None = None) -> None:
         if self._problem is None:
             return
@@ -93,19 +102,21 @@ class SolverExplorer(widgets.VBox):
         steps = np.arange(1, self.iterations.value + 1)
         with self.figure.batch_update():
             for solver, solver_curves in curves.items():
+                stop = solver_curves.stop_iteration
                 for panel in PANELS:
+                    values = getattr(solver_curves, panel)
                     trace = self.figure.data[trace_index(solver, panel)]
-                    trace.x, trace.y = steps, getattr(solver_curves, panel)
+                    trace.x, trace.y = steps, values
+                    marker = self.figure.data[stop_index(solver, panel)]
+                    marker.x, marker.y = ([stop], [values[stop - 1]]) if stop else ([], [])
         self.message.value = ""
-        self.readout.value = (f"A is {m} × {n}, cond(A) = {self.cond.value:.3g}, "
+        self.readout.value = (f"A is {m} × {n}, cond(A) = {self.cond.value:.3g}, tolerance {self.tol.value:.0e}, "
                               f"preconditioner: {self.preconditioner.value}<br>") + "<br>".join(
-            f"<b>{solver}</b>: " + (
-                f"stops at iteration {c.stop_iteration}: {c.stop_reason}" if c.stop_iteration else c.stop_reason
-            ) + f"; final error {c.error[-1]:.2e}"
-            for solver, c in curves.items()
+            f"<b>{solver}</b>: {_stop_summary(c)}" for solver, c in curves.items()
         )
         redraw_static(self.figure, self.static_view)
 
+    @computing
     def _on_sweep(self, button: widgets.Button | None = None) -> None:
         """LSMR iterations to error <= tol against cond(A) on the current shape, one curve per preconditioner."""
         if self._problem is None:
@@ -121,6 +132,14 @@ class SolverExplorer(widgets.VBox):
         redraw_static(self.sweep_figure, self.sweep_static_view)
 
 
+def _stop_summary(curves: ConvergenceCurves) -> str:
+    """Where the stop test first holds and the error there (the marker drawn), else the last error."""
+    if curves.stop_iteration is None:
+        return f"{curves.stop_reason}; error after {len(curves.error)} iterations {curves.error[-1]:.2e}"
+    error = curves.error[curves.stop_iteration - 1]
+    return f"stops at iteration {curves.stop_iteration} with error {error:.2e}: {curves.stop_reason}"
+
+
 def _convergence_figure() -> go.Figure:
     """Three log-y panels with one (empty) curve per solver each, in the order of ``trace_index``."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=PANEL_TITLES, horizontal_spacing=0.08)
@@ -131,8 +150,13 @@ def _convergence_figure() -> go.Figure:
                                row=1, col=column)
         figure.update_yaxes(type="log", exponentformat="power", row=1, col=column)
         figure.update_xaxes(title_text="iteration k", row=1, col=column)
-    figure.update_layout(height=360, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=1.15))
-    return figure
+    for column, panel in enumerate(PANELS, start=1):  # after all curves: indices from ``stop_index``
+        for solver in SOLVERS:
+            figure.add_scatter(x=[], y=[], mode="markers", name=f"{solver} stops", legendgroup=solver,
+                               showlegend=panel == PANELS[0], row=1, col=column,
+                               marker=dict(symbol="x-thin-open", size=14, color=COLORS[solver], line_width=3))
+    figure.update_layout(height=360, margin=dict(l=50, r=20, t=40, b=40))
+    return fit_page(figure)
 
 
 def _sweep_figure() -> go.Figure:
