@@ -12,6 +12,10 @@ Memory is a handful of vectors, whatever the number of iterations.
 
 Stopping rules and ``istop`` codes follow SciPy's ``scipy.sparse.linalg.lsmr`` so that iteration
 counts can be compared one to one; code 8 is ours and marks a non-finite value met during the run.
+The solution space R^n may be a pytree of arrays (``op.mv`` takes one, ``op.rmv`` returns one; b
+stays 1-D): its vectors x, v, h, hbar are then updated leaf by leaf and never concatenated, so each
+keeps its leaf's sharding (a row-sharded weight matrix is never gathered); a single array is the
+same program as before.
 This module is not differentiable by itself: :mod:`lsqlab.gradients` supplies the adjoint rules.
 """
 
@@ -148,11 +152,11 @@ class LstSqInfo(NamedTuple):
 class _State(NamedTuple):
     itn: jax.Array
     istop: jax.Array  # -1 while running
-    x: jax.Array
+    x: Any  # x, v, h, hbar: in the solution space (an array or a pytree like op.rmv's output)
     u: jax.Array
-    v: jax.Array
-    h: jax.Array
-    hbar: jax.Array
+    v: Any
+    h: Any
+    hbar: Any
     alpha: jax.Array
     alphabar: jax.Array
     zeta: jax.Array
@@ -185,25 +189,42 @@ def givens(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]
     return jnp.where(nonzero, a / safe_r, 0), jnp.where(nonzero, b / safe_r, 0), r
 
 
-def scaled_norm(v: jax.Array) -> jax.Array:
+def scaled_norm(v: Any) -> jax.Array:
     """||v|| computed as s ||v / s||, s the power of two nearest max |v|: no square underflows or
-    overflows (A scaled by 1e-160), and, s being a power of two, the same bits as ||v|| otherwise."""
-    scale = _power_of_two(jnp.max(jnp.abs(v), initial=0))
-    return scale * jnp.linalg.norm(v / scale)
+    overflows (A scaled by 1e-160), and, s being a power of two, the same bits as ||v|| otherwise.
+    v: an array or a pytree of arrays (the norm of all its entries)."""
+    largest = [jnp.max(jnp.abs(leaf), initial=0) for leaf in jax.tree.leaves(v)]
+    scale = _power_of_two(largest[0] if len(largest) == 1 else jnp.max(jnp.stack(largest)))
+    return scale * tree_norm(jax.tree.map(lambda leaf: leaf / scale, v))
 
 
-def _normalise(w: jax.Array, norm: jax.Array) -> jax.Array:
-    return jnp.where(norm > 0, w / jnp.where(norm > 0, norm, 1), w)
+def tree_norm(v: Any) -> jax.Array:
+    """||v||_2 over all entries of an array or a pytree of arrays, sqrt(sum_leaves <v_i, v_i>) (for
+    one array: jnp.linalg.norm itself); leaf by leaf, so that no leaf leaves its devices."""
+    leaves = jax.tree.leaves(v)
+    if len(leaves) == 1:
+        return jnp.linalg.norm(leaves[0])
+    return jnp.sqrt(sum(jnp.vdot(leaf, leaf) for leaf in leaves))
+
+
+def _where(condition: jax.Array, x: Any, y: Any) -> Any:
+    return jax.tree.map(lambda xi, yi: jnp.where(condition, xi, yi), x, y)
+
+
+def _normalise(w: Any, norm: jax.Array) -> Any:
+    return jax.tree.map(lambda leaf: jnp.where(norm > 0, leaf / jnp.where(norm > 0, norm, 1), leaf), w)
 
 
 def lsmr(
     op: LinearMap,
     b: jax.Array,
     damp: jax.Array | float = 0.0,
-    x0: jax.Array | None = None,
+    x0: Any = None,
     options: LSMROptions = LSMROptions(),
-) -> tuple[jax.Array, LstSqInfo]:
+) -> tuple[Any, LstSqInfo]:
     """Solve ``min ||A x - b||^2 + damp^2 ||x||^2`` for 1-D ``b``; from ``x0 = 0`` the minimum-norm solution.
+    x (and x0) live where ``op.rmv`` maps to: an array, or a pytree of arrays (``op.shape[1]`` its
+    number of entries) that keeps each leaf's sharding.
 
     The solve runs on b / s for s the power of two nearest ||b|| (exact), so that no square of a norm
     overflows or underflows whatever b's scale (a cotangent of 1e160 in a backward solve, say).
@@ -212,11 +233,11 @@ def lsmr(
     scale = _power_of_two(scaled_norm(b))
     b = b / scale
     step = _iteration(op, b, damp, options, maxiter)
-    start = _start(op, b, damp, None if x0 is None else x0 / scale)
+    start = _start(op, b, damp, None if x0 is None else jax.tree.map(lambda leaf: leaf / scale, x0))
     final = lax.while_loop(lambda s: (s.istop < 0) & (s.itn < maxiter), step, start)
     info = _info(final)
-    return final.x * scale, info._replace(normr=info.normr * scale, normar=info.normar * scale,
-                                          normx=info.normx * scale)
+    x = jax.tree.map(lambda leaf: leaf * scale, final.x)
+    return x, info._replace(normr=info.normr * scale, normar=info.normar * scale, normx=info.normx * scale)
 
 
 def _power_of_two(value: jax.Array) -> jax.Array:
@@ -269,31 +290,31 @@ def _info(final: _State) -> LstSqInfo:
     return LstSqInfo(final.itn, istop, final.normr, final.normar, final.norma, final.conda, final.normx)
 
 
-def _start(op: LinearMap, b: jax.Array, damp: jax.Array | float, x0: jax.Array | None) -> _State:
+def _start(op: LinearMap, b: jax.Array, damp: jax.Array | float, x0: Any) -> _State:
     """Initial bidiagonalisation step: beta_1 u_1 = b - A x0, alpha_1 v_1 = A^T u_1."""
-    n = op.shape[1]
     dtype = b.dtype
     normb = scaled_norm(b)
-    x = jnp.zeros(n, dtype) if x0 is None else x0
     u = b if x0 is None else b - op.mv(x0)
     beta = scaled_norm(u)
     u = _normalise(u, beta)
     v = op.rmv(u)
+    zeros = jax.tree.map(jnp.zeros_like, v)
+    x = zeros if x0 is None else x0
     alpha = jnp.where(beta > 0, scaled_norm(v), 0)
-    v = jnp.where(beta > 0, _normalise(v, alpha), jnp.zeros_like(v))
+    v = _where(beta > 0, _normalise(v, alpha), zeros)
     finite = jnp.isfinite(beta) & jnp.isfinite(alpha)
     trivially_done = (alpha == 0) | (beta == 0) | (normb == 0)
     istop = jnp.where(finite, jnp.where(trivially_done, 0, -1), 8)
-    x = jnp.where((normb == 0) | ~finite, jnp.zeros_like(x), x)
+    x = _where((normb == 0) | ~finite, zeros, x)
     zero = jnp.zeros((), dtype)
     one = jnp.ones((), dtype)
     return _State(
         itn=jnp.zeros((), jnp.int32), istop=istop.astype(jnp.int32), x=x, u=u, v=v, h=v,
-        hbar=jnp.zeros(n, dtype), alpha=alpha, alphabar=alpha, zeta=zero, zetabar=alpha * beta,
+        hbar=zeros, alpha=alpha, alphabar=alpha, zeta=zero, zetabar=alpha * beta,
         rho=one, rhobar=one, cbar=one, sbar=zero, betadd=beta, betad=zero, rhodold=one,
         tautildeold=zero, thetatilde=zero, d=zero, norma2=alpha**2, maxrbar=zero,
         minrbar=jnp.asarray(1e100 if dtype == jnp.float64 else 1e30, dtype),
-        normr=beta, normar=alpha * beta, norma=alpha, conda=one, normx=jnp.linalg.norm(x),
+        normr=beta, normar=alpha * beta, norma=alpha, conda=one, normx=tree_norm(x),
     )
 
 
@@ -313,9 +334,9 @@ def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: LS
         t, at_t = golub_kahan_products(op, s.v, s.alpha, s.u)
         beta = jnp.linalg.norm(t)
         u = _normalise(t, beta)
-        v_new = _normalise(at_t, beta) - beta * s.v
-        alpha_new = jnp.linalg.norm(v_new)
-        v = jnp.where(beta > 0, _normalise(v_new, alpha_new), s.v)
+        v_new = jax.tree.map(lambda at_ti, vi: at_ti - beta * vi, _normalise(at_t, beta), s.v)
+        alpha_new = tree_norm(v_new)
+        v = _where(beta > 0, _normalise(v_new, alpha_new), s.v)
         alpha = jnp.where(beta > 0, alpha_new, s.alpha)
 
         # Rotation Qhat eliminating damp, then Q turning the bidiagonal B_k into R_k.
@@ -330,9 +351,9 @@ def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: LS
         zeta = cbar * s.zetabar
         zetabar = -sbar * s.zetabar
         # Update the search directions and x.
-        hbar = s.h - (thetabar * rho / (s.rho * s.rhobar)) * s.hbar
-        x = s.x + (zeta / (rho * rhobar)) * hbar
-        h = v - (thetanew / rho) * s.h
+        hbar = jax.tree.map(lambda hi, hbari: hi - (thetabar * rho / (s.rho * s.rhobar)) * hbari, s.h, s.hbar)
+        x = jax.tree.map(lambda xi, hbari: xi + (zeta / (rho * rhobar)) * hbari, s.x, hbar)
+        h = jax.tree.map(lambda vi, hi: vi - (thetanew / rho) * hi, v, s.h)
 
         # Estimate ||r|| from the rotated right-hand side.
         betaacute = chat * s.betadd
@@ -356,7 +377,7 @@ def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: LS
         conda = jnp.maximum(maxrbar, rhotemp) / jnp.minimum(minrbar, rhotemp)
 
         normar = jnp.abs(zetabar)
-        normx = jnp.linalg.norm(x)
+        normx = tree_norm(x)
         istop = _stop_code(itn, maxiter, normr, normar, norma, conda, normx, normb, atol, btol, ctol)
         new = _State(
             itn=itn, istop=istop, x=x, u=u, v=v, h=h, hbar=hbar, alpha=alpha, alphabar=alphabar,
@@ -395,7 +416,7 @@ def _stop_code(itn, maxiter, normr, normar, norma, conda, normx, normb, atol, bt
     return code
 
 
-def verify_stop(op: LinearMap, b: jax.Array, damp: jax.Array, x: jax.Array, info: LstSqInfo, options: LSMROptions,
+def verify_stop(op: LinearMap, b: jax.Array, damp: jax.Array, x: Any, info: LstSqInfo, options: LSMROptions,
                 norm_a: jax.Array, slack: float = 10.0) -> LstSqInfo:
     """Check a converged stop code against the true residual of min ||A x - b||^2 + damp^2 ||x||^2.
 
@@ -410,9 +431,9 @@ def verify_stop(op: LinearMap, b: jax.Array, damp: jax.Array, x: jax.Array, info
     eps = float(jnp.finfo(b.dtype).eps)
     atol, btol = max(options.atol, 10 * eps), max(options.btol, 10 * eps)
     r = b - op.mv(x)
-    normx, normb = jnp.linalg.norm(x), jnp.linalg.norm(b)
+    normx, normb = tree_norm(x), jnp.linalg.norm(b)
     normr = jnp.sqrt(jnp.linalg.norm(r) ** 2 + (damp * normx) ** 2)
-    normar = jnp.linalg.norm(op.rmv(r) - damp**2 * x)
+    normar = tree_norm(jax.tree.map(lambda ri, xi: ri - damp**2 * xi, op.rmv(r), x))
     rounding = eps * (norm_a * normx + normb)
     residual_small = normr <= slack * (btol * normb + atol * norm_a * normx)
     estimate_right = normr <= 2 * info.normr + slack * rounding

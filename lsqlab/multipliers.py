@@ -194,9 +194,11 @@ def rows_by_vjp(vjp: Vjp, m: int, dtype: Any) -> Any:
 
 
 def dense_factor(rows: Any, m: int, dtype: Any, options: GramDense) -> DenseFactor:
-    """G = J J^T from J's rows, G = V diag(w) V^T, 1/w kept above rcond * max w."""
-    flat = jnp.concatenate([jnp.reshape(leaf, (m, -1)) for leaf in jax.tree.leaves(rows)], axis=1)
-    gram = flat @ flat.T
+    """G = J J^T = sum over leaves of J_leaf J_leaf^T from J's rows, G = V diag(w) V^T, 1/w kept above
+    rcond * max w. Leaf by leaf: the rows are never concatenated, so a sharded leaf's rows stay on
+    their devices and only G's m x m partial sums are exchanged."""
+    flats = [jnp.reshape(leaf, (m, -1)) for leaf in jax.tree.leaves(rows)]
+    gram = sum(flat @ flat.T for flat in flats)
     values, vectors = jnp.linalg.eigh(gram)
     rcond = jnp.finfo(dtype).eps * m if options.rcond is None else options.rcond
     keep = values > rcond * jnp.max(values)

@@ -29,7 +29,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from lsqlab import multipliers
 from lsqlab.constraints import Pointwise, Selection, selection_residual, selection_tangent
@@ -122,6 +121,11 @@ def project(
         The projection is only as exact as this solve.
       probe_rank: spend one more solve to estimate m - rank(J) (``info.redundancy``).
       constraint_args: passed on to ``constraint`` (collocation points, a batch, a key).
+
+    Sharded params and update (eagerly or under ``jit``, one host or several processes): d keeps
+    the parameters' sharding, leaf by leaf, and nothing is gathered. A Selection's step is
+    elementwise; the generic path runs LSMR on pytrees like the parameters (never one concatenated
+    vector), so its products exchange only what J v and J^T w themselves need (m-vectors, scalars).
     """
     _check_same_structure(params, update)
     _check_gamma(gamma)
@@ -190,6 +194,11 @@ def transform(
     Steps ``0 .. warmup_steps - 1`` are plain ``base`` updates; step ``warmup_steps`` is the first
     projected one (``warmup_steps=0``: every step is projected).
 
+    Sharded parameters: steps keep the parameters' sharding and no solver gathers a parameter. With
+    a Selection the step is elementwise (the mask in the state keeps its own sharding: shard it like
+    the parameters); LSMR works as in :func:`project`; the Gram forms exchange only m-vectors and
+    (GramDense) the m x m sums of J J^T, never a parameter or J's rows.
+
     Returns an ``optax.GradientTransformationExtraArgs`` whose
     ``update(updates, state, params, **constraint_args)`` passes ``constraint_args`` on to
     ``constraint``. Its state is a :class:`NullSpaceState`.
@@ -210,7 +219,7 @@ def transform(
     options = _lsmr_options(atol, btol, conlim, maxiter)
 
     def init(params: Any) -> NullSpaceState:
-        dtype = ravel_pytree(params)[0].dtype
+        dtype = _parameter_dtype(params)
         if selection:
             constraint.check_params(params)
             solver_state = constraint.arrays
@@ -270,7 +279,7 @@ def transform(
 
     def plain_step(updates: Any, state: NullSpaceState, params: Any):
         step, base_state = base.update(updates, state.base_state, params)
-        return step, base_state, _unprojected_info(ravel_pytree(params)[0].dtype), state.solver_state
+        return step, base_state, _unprojected_info(_parameter_dtype(params)), state.solver_state
 
     def update(updates: Any, state: NullSpaceState, params: Any = None, **constraint_args: Any):
         if params is None:
@@ -388,7 +397,7 @@ def _check_value(c: Any, params: Any) -> None:
     """c must be a finite 1-D array with fewer entries than there are parameters."""
     if not (isinstance(c, jax.Array) and c.ndim == 1):
         raise ValueError(f"the constraint must return a 1-D array, got {jax.tree.map(jnp.shape, c)}")
-    num_constraints, num_params = c.shape[0], ravel_pytree(params)[0].shape[0]
+    num_constraints, num_params = c.shape[0], _parameter_count(params)
     if num_constraints >= num_params:
         raise ValueError(
             f"the constraint has {num_constraints} entries but there are only {num_params} parameters: "
@@ -399,16 +408,28 @@ def _check_value(c: Any, params: Any) -> None:
 
 def _lsmr_on_j(lin: _Linearized, rhs: jax.Array) -> tuple[Any, LstSqInfo]:
     """Minimum-norm z with J z = rhs (least squares if rhs is not in the range of J), by LSMR from zero
-    on the flattened J (called directly: the products are linear by construction, nothing to check
-    or differentiate)."""
-    flat_params, unravel = ravel_pytree(lin.params)
-    m, p = lin.c.shape[0], flat_params.shape[0]
-    operator = LinearMap(mv=lambda v: lin.jvp(unravel(v)), rmv=lambda w: ravel_pytree(lin.vjp(w))[0], shape=(m, p))
+    with z a pytree like the parameters (called directly: the products are linear by construction,
+    nothing to check or differentiate). Never flattened: concatenating leaves of different
+    shardings into one vector makes XLA gather a sharded leaf on every device at every product."""
+    m, dtype = lin.c.shape[0], _parameter_dtype(lin.params)
+    common = partial(jax.tree.map, lambda leaf: leaf.astype(dtype))  # leaves of mixed dtypes: solve in the promoted one
+    own = partial(jax.tree.map, lambda leaf, like: leaf.astype(jnp.result_type(like)))
+    operator = LinearMap(mv=lambda v: lin.jvp(own(v, lin.params)), rmv=lambda w: common(lin.vjp(w)),
+                         shape=(m, _parameter_count(lin.params)))
     options = lin.options
     if options.maxiter is None:
         options = LSMROptions(options.atol, options.btol, options.conlim, 2 * m + 10)
     z, info = lsmr(operator, rhs, 0.0, None, options)
-    return unravel(z), info
+    return own(z, lin.params), info
+
+
+def _parameter_count(params: Any) -> int:
+    return sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+
+
+def _parameter_dtype(params: Any) -> Any:
+    """The dtype the parameters share (as ravel_pytree would promote them), read without touching them."""
+    return jnp.result_type(*(jnp.result_type(leaf) for leaf in jax.tree.leaves(params)))
 
 
 def _right_hand_side(lin: _Linearized, update: Any, gamma: Any, tangent: bool) -> tuple[Any, jax.Array]:
@@ -466,7 +487,7 @@ def _project_selection(arrays: tuple[Any, Any], params: Any, update: Any, gamma:
     correction = selection_residual(arrays, params)  # J^+ c, zero off the mask
     kept = selection_tangent(arrays, update) if tangent else update
     projected = jax.tree.map(lambda u, r: u - gamma * r, kept, correction)
-    dtype = ravel_pytree(params)[0].dtype
+    dtype = _parameter_dtype(params)
     left = jnp.zeros([], dtype) if tangent else _tree_norm(selection_residual((arrays[0], None), update))
     info = _info(None, left, jnp.zeros([], jnp.int32), jnp.full([], CLOSED_FORM, jnp.int32), jnp.ones([], dtype),
                  violation=_tree_norm(correction))
