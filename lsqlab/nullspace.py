@@ -32,7 +32,7 @@ import numpy as np
 
 from lsqlab import multipliers
 from lsqlab.constraints import Pointwise, Selection, selection_residual, selection_tangent
-from lsqlab.lsmr import STOP_REASONS, LSMROptions, LstSqInfo, lsmr
+from lsqlab.lsmr import STOP_REASONS, LSMROptions, LstSqInfo, lsmr, tree_norm
 from lsqlab.operators import LinearMap, check_finite, is_concrete
 
 Constraint = Callable[..., jax.Array]  # constraint(params, **constraint_args) -> c, a 1-D array
@@ -488,9 +488,9 @@ def _project_selection(arrays: tuple[Any, Any], params: Any, update: Any, gamma:
     kept = selection_tangent(arrays, update) if tangent else update
     projected = jax.tree.map(lambda u, r: u - gamma * r, kept, correction)
     dtype = _parameter_dtype(params)
-    left = jnp.zeros([], dtype) if tangent else _tree_norm(selection_residual((arrays[0], None), update))
+    left = jnp.zeros([], dtype) if tangent else tree_norm(selection_residual((arrays[0], None), update))
     info = _info(None, left, jnp.zeros([], jnp.int32), jnp.full([], CLOSED_FORM, jnp.int32), jnp.ones([], dtype),
-                 violation=_tree_norm(correction))
+                 violation=tree_norm(correction))
     return projected, info
 
 
@@ -507,10 +507,6 @@ def _info(c: jax.Array | None, linearized_violation: jax.Array, iterations: jax.
     nan = jnp.full([], jnp.nan, violation.dtype)
     return ProjectionInfo(violation, linearized_violation, jnp.asarray(iterations, jnp.int32),
                           jnp.asarray(istop, jnp.int32), conda, nan, jnp.full([], -1, jnp.int32))
-
-
-def _tree_norm(tree: Any) -> jax.Array:
-    return jnp.sqrt(multipliers.squared_norm(tree))
 
 
 def _redundancy(lin: _Linearized) -> jax.Array:

@@ -52,8 +52,9 @@ def fit_page(figure: go.Figure) -> go.Figure:
     margin grown by the legend's estimated lines, and a fixed width above ``PAGE_WIDTH`` removed."""
     if figure.layout.width is not None and figure.layout.width > PAGE_WIDTH:
         figure.layout.width = None
-    if _legend_entries(figure):
-        lines = _legend_lines(_legend_entries(figure))
+    entries = _legend_entries(figure)
+    if entries:
+        lines = _legend_lines(entries)
         bottom = AXIS_BAND + LEGEND_ROW * lines
         figure.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
                                          yref="container"),
