@@ -32,7 +32,7 @@ import jax
 
 from lsqlab.applications import equivariance as eq
 from lsqlab.applications import tables
-from lsqlab.smoke import smoke_from_env
+from lsqlab.lab.smoke import smoke_from_env
 
 NAME = "equivariance"
 BY = ("method", "points")

@@ -36,7 +36,7 @@ jax.config.update("jax_enable_x64", True)
 
 from lsqlab.applications import gp_hyperparameters as gp  # noqa: E402
 from lsqlab.applications import tables  # noqa: E402
-from lsqlab.smoke import SMOKE  # noqa: E402
+from lsqlab.lab.smoke import SMOKE  # noqa: E402
 
 SEEDS = (0, 1, 2)
 BY = ("dataset", "method")

@@ -34,7 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from lsqlab.applications import scores, tables  # noqa: E402
 from lsqlab.data import TOY_2D, toy_2d  # noqa: E402
-from lsqlab.smoke import SMOKE  # noqa: E402
+from lsqlab.lab.smoke import SMOKE  # noqa: E402
 
 SEEDS = (0, 1, 2)
 FULL = scores.Budget(steps=1500)

@@ -24,7 +24,7 @@ import argparse
 import time
 
 from lsqlab.applications import sparsity, tables
-from lsqlab.smoke import SMOKE
+from lsqlab.lab.smoke import SMOKE
 
 
 def configuration(smoke: bool) -> tuple[tuple[float, ...], tuple[int, ...], sparsity.Budget, dict]:

@@ -28,7 +28,7 @@ import scipy.sparse.linalg as spla  # noqa: E402
 from lsqlab import LSMROptions, lstsq  # noqa: E402
 from lsqlab.lsmr import lsmr_fixed_iterations  # noqa: E402
 from lsqlab.operators import linear_map, matmul  # noqa: E402
-from lsqlab.problems import matrix_with_spectrum  # noqa: E402
+from lsqlab.lab.problems import matrix_with_spectrum  # noqa: E402
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from lsqlab import lstsq  # noqa: E402
 from lsqlab.preconditioners import column_scaling, product_rounding, sketch_preconditioner  # noqa: E402
-from lsqlab.problems import matrix_with_spectrum  # noqa: E402
+from lsqlab.lab.problems import matrix_with_spectrum  # noqa: E402
 
 
 def spread_problem(m: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

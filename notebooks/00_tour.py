@@ -45,8 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsqlab import lstsq
-from lsqlab.regression import fit_damped, fit_weights, make_problem, rmse
-from lsqlab.smoke import scaled
+from lsqlab.lab.regression import fit_damped, fit_weights, make_problem, rmse
+from lsqlab.lab.smoke import scaled
 from lsqlab.widgets import DampingExplorer
 
 # %% [markdown]

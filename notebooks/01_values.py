@@ -55,8 +55,8 @@ from lsqlab import STOP_REASONS, lstsq
 from lsqlab.lsmr import lsmr_trace
 from lsqlab.operators import linear_map, matmul
 from lsqlab.preconditioners import sketch_preconditioner
-from lsqlab.problems import matrix_with_spectrum
-from lsqlab.smoke import scaled
+from lsqlab.lab.problems import matrix_with_spectrum
+from lsqlab.lab.smoke import scaled
 
 rng = np.random.default_rng(1)
 TIGHT = dict(atol=1e-12, btol=1e-12, maxiter=2000)
@@ -262,7 +262,7 @@ assert int(info_fast.iterations) < 100 and relative_error(x_fast, exact) < 1e-8
 # solver's stop test (at the tolerance set by the slider) first holds, and the readout gives the error there.
 
 # %%
-from lsqlab.convergence import compare_solvers, conditioned_problem
+from lsqlab.lab.convergence import compare_solvers, conditioned_problem
 from lsqlab.widgets.solver_explorer import SolverExplorer, stop_index, trace_index
 
 # %%

@@ -50,8 +50,8 @@ import numpy as np
 from lsqlab import LSMROptions, lstsq
 from lsqlab.lsmr import lsmr_fixed_iterations
 from lsqlab.operators import linear_map, matmul
-from lsqlab.problems import matrix_with_spectrum
-from lsqlab.smoke import scaled
+from lsqlab.lab.problems import matrix_with_spectrum
+from lsqlab.lab.smoke import scaled
 
 rng = np.random.default_rng(0)
 TIGHT = dict(atol=1e-13, btol=1e-13, maxiter=5000)
@@ -209,7 +209,7 @@ print(f"dmu/dlambda = {float(grad_lam):.8f}, finite differences {fd:.8f}")
 # %%
 import plotly.graph_objects as go
 
-from lsqlab.gradient_accuracy import damping_sweep
+from lsqlab.lab.gradient_accuracy import damping_sweep
 from lsqlab.widgets.layout import fit_page, show
 
 sweep = damping_sweep(rng.standard_normal((40, 10)), rng.standard_normal(10), np.logspace(-10, 1, scaled(12, 6)))
@@ -361,7 +361,7 @@ print("Hessian-vector product matches finite differences of the gradient:", rela
 # drawing compiles the adjoint once per tolerance (a few seconds each).
 
 # %%
-from lsqlab.gradient_accuracy import TOLERANCES, gradient_problem, measure
+from lsqlab.lab.gradient_accuracy import TOLERANCES, gradient_problem, measure
 from lsqlab.widgets.adjoint_explorer import AdjointExplorer, error_trace
 
 # %%

@@ -44,10 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lsqlab.geometry import MANIFOLDS, step_parts
+from lsqlab.lab.geometry import MANIFOLDS, step_parts
 from lsqlab.nullspace import transform
-from lsqlab.problems import equality_qp
-from lsqlab.smoke import scaled
+from lsqlab.lab.problems import equality_qp
+from lsqlab.lab.smoke import scaled
 from lsqlab.widgets.manifold_explorer import ARROW_TRACE, TRAJECTORY_TRACE, ManifoldExplorer
 from lsqlab.widgets.training_monitor import TrainingMonitor
 

@@ -49,7 +49,7 @@ from plotly.subplots import make_subplots
 from lsqlab import data, nullspace
 from lsqlab.applications import equivariance as eq
 from lsqlab.applications import mlp, tables
-from lsqlab.smoke import scaled
+from lsqlab.lab.smoke import scaled
 from lsqlab.widgets.layout import fit_page, show
 
 # %% [markdown]

@@ -60,7 +60,7 @@ from IPython.display import Markdown, display
 
 from lsqlab import constraints, nullspace
 from lsqlab.applications import mlp, sparsity, tables
-from lsqlab.smoke import SMOKE, scaled
+from lsqlab.lab.smoke import SMOKE, scaled
 from lsqlab.widgets.layout import fit_page, show
 
 

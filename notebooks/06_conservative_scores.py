@@ -74,7 +74,7 @@ from IPython.display import Markdown, display
 
 from lsqlab.applications import scores, tables
 from lsqlab.data import TOY_2D, toy_2d
-from lsqlab.smoke import scaled
+from lsqlab.lab.smoke import scaled
 from lsqlab.widgets.layout import panel_grid, show
 
 # %% [markdown]

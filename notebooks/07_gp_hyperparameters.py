@@ -50,7 +50,7 @@ from plotly.subplots import make_subplots
 from lsqlab import data
 from lsqlab.applications import gp_hyperparameters as gp
 from lsqlab.applications import tables
-from lsqlab.smoke import SMOKE
+from lsqlab.lab.smoke import SMOKE
 from lsqlab.widgets.layout import fit_page, show
 
 # %% [markdown]

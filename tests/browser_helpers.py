@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from lsqlab.smoke import TRUTHY
+from lsqlab.lab.smoke import TRUTHY
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "artifacts" / "browser"

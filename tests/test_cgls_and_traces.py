@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsqlab.problems import matrix_with_spectrum
+from lsqlab.lab.problems import matrix_with_spectrum
 from lsqlab import lstsq
 from lsqlab.cgls import cgls, cgls_trace
 from lsqlab.dense import lstsq_dense

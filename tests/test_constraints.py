@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from lsqlab import baselines, constraints, nullspace
-from lsqlab.problems import equality_qp
+from lsqlab.lab.problems import equality_qp
 
 ROTATIONS = [lambda xs, k=k: jnp.rot90(xs, k, axes=(1, 2)) for k in (1, 2, 3)]  # C4 without identity
 
@@ -181,7 +181,7 @@ def test_periodicity(rng):
 
 
 class QP:
-    """The shared equality-constrained QP (``lsqlab.problems.equality_qp``) on parameters {"x": x}."""
+    """The shared equality-constrained QP (``lsqlab.lab.problems.equality_qp``) on parameters {"x": x}."""
 
     def __init__(self, rng):
         self.problem = equality_qp(rng)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsqlab.geometry import (
+from lsqlab.lab.geometry import (
     MANIFOLDS, check_start, check_step, descend, grid_values, step_parts, user_manifold,
 )
 from lsqlab.widgets.manifold_explorer import DEFAULT_EXPRESSION

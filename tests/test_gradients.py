@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from lsqlab.problems import matrix_with_spectrum
+from lsqlab.lab.problems import matrix_with_spectrum
 from lsqlab import LSMROptions, lsmr, lstsq
 from lsqlab.dense import lstsq_dense, lstsq_dense_vjp, svd_solver
 

@@ -17,7 +17,7 @@ from lsqlab import STOP_REASONS, lstsq, operators
 from lsqlab.dense import lstsq_dense
 from lsqlab.lsmr import LSMROptions, lsmr
 from lsqlab.operators import streamed_mv_rmv
-from lsqlab.problems import matrix_with_spectrum
+from lsqlab.lab.problems import matrix_with_spectrum
 
 # (name, m, n, cond, rank or None, damp); singular values log-spaced from 1 to 1/cond, except
 # "ill-conditioned": most in [0.1, 1] and three at 1e-4, 1e-6, 1e-8 (cond 1e8, and LSMR converges).

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from lsqlab import nullspace
-from lsqlab.problems import equality_qp
+from lsqlab.lab.problems import equality_qp
 
 
 def nested(x: np.ndarray) -> dict:
@@ -186,7 +186,7 @@ def test_quadratic_on_the_unit_sphere_converges_to_the_smallest_eigenvector(rng)
 
 
 class QP:
-    """The shared equality-constrained QP (``lsqlab.problems.equality_qp``), params a nested dict."""
+    """The shared equality-constrained QP (``lsqlab.lab.problems.equality_qp``), params a nested dict."""
 
     def __init__(self, rng):
         self.problem = equality_qp(rng)

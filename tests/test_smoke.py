@@ -2,7 +2,7 @@
 
 import pytest
 
-from lsqlab.smoke import smoke_from_env
+from lsqlab.lab.smoke import smoke_from_env
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import base64
 import numpy as np
 import pytest
 
-from lsqlab.regression import fit_damped, make_problem
+from lsqlab.lab.regression import fit_damped, make_problem
 from lsqlab.widgets import DampingExplorer
 from lsqlab.widgets.damping import FIT_TRACE
 

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from lsqlab.gradient_accuracy import METHODS, TIMED_REPEATS, gradient_problem, measure
+from lsqlab.lab.gradient_accuracy import METHODS, TIMED_REPEATS, gradient_problem, measure
 from lsqlab.widgets.adjoint_explorer import CURRENT_TRACE, AdjointExplorer, error_trace, time_trace
 
 TOLERANCES = (1e-2, 1e-8, 1e-14)

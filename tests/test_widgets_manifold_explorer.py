@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from lsqlab.geometry import MANIFOLDS, descend, step_parts
+from lsqlab.lab.geometry import MANIFOLDS, descend, step_parts
 from lsqlab.widgets.manifold_explorer import (
     ARROW_TRACE, CONSTRAINT_TRACE, CURRENT_TRACE, TRAJECTORY_TRACE, ManifoldExplorer,
 )

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lsqlab.cgls import cgls_trace
-from lsqlab.convergence import SOLVERS, compare_solvers, conditioned_problem, iterations_against_condition
+from lsqlab.lab.convergence import SOLVERS, compare_solvers, conditioned_problem, iterations_against_condition
 from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
 from lsqlab.operators import linear_map, matmul
 from lsqlab.widgets.solver_explorer import PANELS, SWEEP_CONDS, SolverExplorer, stop_index, trace_index

@@ -3,7 +3,7 @@
 Left: relative error of the directional derivative against the solver tolerance for the adjoint rule,
 unrolled differentiation and finite differences; right: wall time of each. Controls set the rank and
 condition number of A, the finite-difference step, ``assume_full_rank`` and the tolerance read out.
-The mathematics lives in :mod:`lsqlab.gradient_accuracy`; each tolerance compiles the adjoint once
+The mathematics lives in :mod:`lsqlab.lab.gradient_accuracy`; each tolerance compiles the adjoint once
 (about 3 s here), so the first drawing takes a while and later moves are fast. The times drawn exclude
 compilation: each is the median of a few calls after a warm-up call.
 """
@@ -14,7 +14,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lsqlab.gradient_accuracy import (
+from lsqlab.lab.gradient_accuracy import (
     METHODS, SOLVES, TIMED_REPEATS, TOLERANCES, check_settings, gradient_problem, measure,
 )
 from lsqlab.widgets.figures import computing, live_or_static, message_html, redraw_static, status_line

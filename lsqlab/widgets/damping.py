@@ -1,6 +1,6 @@
 """``DampingExplorer``: a log slider for the damping lambda driving a plot of the damped RBF fit.
 
-The mathematics lives in :mod:`lsqlab.regression`; this module only wires a slider, a figure and a
+The mathematics lives in :mod:`lsqlab.lab.regression`; this module only wires a slider, a figure and a
 readout; :mod:`lsqlab.widgets.figures` makes the figure live or, where that cannot work (Colab), a
 static redraw.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
-from lsqlab.regression import RegressionProblem, fit_damped, true_signal
+from lsqlab.lab.regression import RegressionProblem, fit_damped, true_signal
 from lsqlab.widgets.figures import live_or_static, redraw_static
 
 FIT_TRACE = 1  # index of the fitted curve in ``figure.data``

@@ -5,7 +5,7 @@ method, of quadratic-penalty descent and of tangent-only projected descent, and 
 null-space trajectory the raw update -eta grad f, its tangent part (I - J^+ J)u, the normal correction
 -gamma J^+ c (drawn from the tip of the tangent part) and the resulting step. Curves (2-D) and surfaces
 (3-D) have a figure each; the one for the chosen manifold is shown. The mathematics lives in
-:mod:`lsqlab.geometry`.
+:mod:`lsqlab.lab.geometry`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from lsqlab.geometry import (
+from lsqlab.lab.geometry import (
     BOX, LOSSES, MANIFOLDS, MAX_STEPS, METHODS, Manifold, check_start, check_step, descend, grid_values,
     step_parts, user_manifold,
 )

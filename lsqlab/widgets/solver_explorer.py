@@ -5,7 +5,7 @@ Three log-scale panels against the iteration count: ||r_k||, ||A^T r_k|| and the
 tolerance) first holds, and a readout of that iteration, the error there and the reason. A
 preconditioner menu runs both solvers on A P (none, Jacobi, sketch); a button sweeps cond(A) and plots
 LSMR's iterations to the tolerance with each preconditioner. The mathematics lives in
-:mod:`lsqlab.convergence`.
+:mod:`lsqlab.lab.convergence`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lsqlab.convergence import (
+from lsqlab.lab.convergence import (
     PRECONDITIONERS, SOLVERS, ConvergenceCurves, check_preconditioner, check_problem_size, compare_solvers,
     conditioned_problem, iterations_against_condition,
 )

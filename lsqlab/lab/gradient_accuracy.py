@@ -32,7 +32,7 @@ from lsqlab.dense import lstsq_dense_vjp
 from lsqlab.lsmr import LSMROptions, lsmr, lsmr_fixed_iterations
 from lsqlab.lstsq import lstsq
 from lsqlab.operators import linear_map, matmul
-from lsqlab.problems import matrix_with_spectrum
+from lsqlab.lab.problems import matrix_with_spectrum
 
 METHODS = ("adjoint", "unrolled", "finite differences")
 TOLERANCES = tuple(10.0**-k for k in range(2, 15, 3))  # 1e-2 .. 1e-14: each compiles the adjoint once

@@ -31,7 +31,7 @@ from lsqlab.cgls import cgls_trace
 from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
 from lsqlab.operators import linear_map, matmul
 from lsqlab.preconditioners import column_scaling, sketch_preconditioner
-from lsqlab.problems import orthonormal_factors
+from lsqlab.lab.problems import orthonormal_factors
 
 MAX_COND = 1e12  # beyond this (in float64) the problem is numerically singular for these plots
 MAX_SIZE = 2000

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsqlab.expressions import parse
+from lsqlab.lab.expressions import parse
 from lsqlab.nullspace import project
 
 MAX_STEPS = 200  # trajectories are computed this long once (one compilation) and cut to the steps asked
@@ -64,7 +64,7 @@ MANIFOLDS: dict[str, Manifold] = {
 def user_manifold(expression: str, dim: int) -> Manifold:
     """The manifold ``expression = 0`` in the variables x, y (and z for dim 3), e.g. ``"x**4 + y**4 - 1"``.
 
-    The formula is checked by :func:`lsqlab.expressions.parse` (numbers, + - * /, ** with a small
+    The formula is checked by :func:`lsqlab.lab.expressions.parse` (numbers, + - * /, ** with a small
     literal exponent, ``pi`` and ``sin cos tan exp log sqrt abs tanh``; bounded length and nesting;
     variable-free parts finite); anything else raises ValueError naming it.
     """
