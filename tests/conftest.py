@@ -22,3 +22,18 @@ def fresh_compilation_caches():
     LLVM cannot allocate and the process aborts. The persistent cache on disk keeps recompiling cheap."""
     yield
     jax.clear_caches()
+
+
+LONG_GROUPS = ("student", "browser")  # markers of the long tests, each group kept on one xdist worker
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n 2 --dist loadgroup`` (``dev.py test``): the student's-machine tests (one wheel and
+    venv) and the browser tests (one Jupyter server) each stay on one worker, and both groups are handed
+    out first so that the short tests fill the other worker around them."""
+    for item in items:
+        for name in LONG_GROUPS:
+            if item.get_closest_marker(name):
+                item.add_marker(pytest.mark.xdist_group(name))
+    items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in LONG_GROUPS))

@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE_OUT = ROOT / "artifacts" / "results" / "smoke"
 
 SCRIPTS = {  # script -> (table name, the column naming the method, methods that must appear)
-    "app_equivariance.py": ("equivariance", "method", {"plain", "group_average", "null_space", "augmented_lagrangian"}),
-    "app_sparsity.py": ("sparsity", "method", {"nullspace", "prune", "l1", "penalty"}),
+    "app_equivariance.py": ("equivariance", "method", {"plain", "group_average", "nullspace", "augmented_lagrangian"}),
+    "app_sparsity.py": ("sparsity", "method", {"plain", "nullspace", "prune", "l1", "penalty"}),
     "app_gp.py": ("gp", "method", set()),
-    "app_scores.py": ("scores", "method", {"unconstrained", "energy", "penalty", "nullspace"}),
+    "app_scores.py": ("scores", "method", {"plain", "energy", "penalty", "nullspace"}),
 }
 WATCHED = ("benchmarks", "lsqlab/applications/results")  # where a results command used to write
 

@@ -1,12 +1,9 @@
-"""Offline data loaders and the results tables: shapes, exact group actions, seeded splits, summaries."""
-
-import csv
+"""Offline data loaders: shapes, exact group actions, seeded splits."""
 
 import numpy as np
 import pytest
 
 from lsqlab import data
-from lsqlab.applications import tables
 
 
 def test_digits_are_scaled_images_with_ten_classes():
@@ -81,16 +78,3 @@ def test_checkerboard_fills_alternate_squares_only():
     assert len(np.unique(cells, axis=0)) == 8
     with pytest.raises(ValueError, match="unknown 2-D data set"):
         data.toy_2d("moons", 10, seed=0)
-
-
-def test_tables_summarize_with_sample_spread_and_round_trip(tmp_path):
-    runs = [dict(method=m, seed=s, error=e) for m, s, e in [("a", 0, 1.0), ("a", 1, 3.0), ("b", 0, 2.0)]]
-    summary = tables.write(runs, "demo", by=["method"], metrics=["error"], directory=tmp_path)
-    assert summary[0] == dict(method="a", n=2, error_mean=2.0, error_std=np.sqrt(2.0))
-    assert summary[1]["error_std"] == 0.0
-    assert tables.read("demo", directory=tmp_path)[0]["error_mean"] == 2.0
-    with open(tmp_path / "demo_runs.csv") as handle:
-        assert len(list(csv.DictReader(handle))) == 3
-    assert "| a | 2 ± 1.41 | 2 |" in (tmp_path / "demo.md").read_text()
-    not_applicable = tables.summarize([dict(method="c", error=float("nan"))], ["method"], ["error"])
-    assert "| c | - | 1 |" in tables.markdown(not_applicable, ["error"], ["method"])

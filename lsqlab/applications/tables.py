@@ -1,12 +1,15 @@
 """Results tables: one row per run, summarised over seeds as mean and spread, written as CSV + Markdown.
 
-A table is a list of dicts with the same keys. :func:`summarize` groups runs by the setting columns and
-reports, per metric, the mean and the sample standard deviation over the group (ddof = 1; 0 for one run).
+Each application declares its tables as :class:`Table` records (``TABLES`` in its module): how a budget
+becomes runs, which columns are settings and which are metrics, and their plain-language names.
+:func:`summarize` groups runs by the setting columns and reports, per metric, the mean and the sample
+standard deviation over the group (ddof = 1; 0 for one run). :func:`paper` renders a summary, the same in
+the ``.md`` files and the notebooks: plain column names, 3 significant digits, the best entry in bold.
+:func:`main` is the command behind every ``benchmarks/app_*.py``.
 
 The recorded tables (full-budget runs of ``benchmarks/app_*.py`` and ``scale_sparsity.py --size medium``)
 ship with the package in ``lsqlab/applications/results/``; :func:`recorded` is the one way to find them,
-from a checkout or an installed wheel alike. :func:`paper` renders a summary for a notebook: plain
-column names, 2-3 significant digits, the best entry of each column in bold.
+from a checkout or an installed wheel alike.
 """
 
 from __future__ import annotations
@@ -14,51 +17,16 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, NamedTuple
+
+from lsqlab.lab.smoke import SMOKE
 
 RECORDED = Path(__file__).resolve().parent / "results"
 
-# Per results table: column -> (plain-language header, which entry is best: "low", "high" or None).
-COLUMNS: dict[str, dict[str, tuple[str, str | None]]] = {
-    "equivariance": {
-        "method": ("method", None), "points": ("constraint imposed on", None),
-        "acc_upright": ("accuracy, upright digits", "high"), "acc_rotated": ("accuracy, turned digits", "high"),
-        "inv_err_heldout": ("invariance error, test images", "low"),
-        "inv_err_collocation": ("invariance error, collocation images", "low"),
-        "violation": ("‖c‖ on the collocation images", "low"), "ms_per_step": ("ms per step", "low"),
-        "solver_iterations": ("solver iterations per step", None),
-    },
-    "sparsity": {
-        "sparsity": ("fraction of weights zeroed", None), "method": ("method", None),
-        "test_error": ("test error", "low"), "surviving": ("fraction of weights left", None),
-        "error_before_finish": ("test error before the final zeroing", None),
-        "violation_before_finish": ("largest masked weight before the final zeroing", None),
-        "ms_per_step": ("ms per step", "low"), "overhead": ("time per step / plain Adam's", "low"),
-    },
-    "scores": {
-        "data": ("data set", None), "method": ("method", None),
-        "nasym": ("asymmetry NAsym, held-out points", "low"), "score_error": ("score error", "low"),
-        "energy_distance": ("energy distance of samples", "low"), "precision": ("precision", "high"),
-        "recall": ("recall", "high"), "ms_per_step": ("ms per step", "low"),
-    },
-    "scores_collocation": {
-        "collocation": ("collocation pairs", None), "m": ("pairs m", None),
-        "nasym_train_pairs": ("NAsym on its own pairs", "low"), "nasym": ("NAsym, held-out points", "low"),
-        "score_error": ("score error", "low"), "ms_per_step": ("ms per step", "low"),
-        "solver_iterations": ("solver iterations", None),
-    },
-    "gp": {
-        "dataset": ("data set", None), "method": ("method", None), "rmse": ("RMSE", "low"),
-        "nlpd": ("NLPD", "low"), "fit_s": ("fit time (s)", "low"), "compile_s": ("compile time (s)", None),
-    },
-}
-# Methods that are references rather than contenders (never marked best), and the column within whose
-# values the entries are ranked (with the caption's words for it).
-REFERENCES: dict[str, frozenset[str]] = {"sparsity": frozenset({"dense"}), "scores": frozenset({"exact"})}
-RANKED_WITHIN: dict[str, tuple[str, str]] = {"sparsity": ("sparsity", "level of sparsity"),
-                                             "scores": ("data", "data set"), "scores_collocation": ("m", "m"),
-                                             "gp": ("dataset", "data set")}
 _ARROW = {"low": " ↓", "high": " ↑"}
 _SPACE = "\u00a0"  # a non-breaking space: "mean ± std" never wraps over two lines
 
@@ -80,39 +48,43 @@ def summarize(runs: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -
     return rows
 
 
-def markdown(rows: Sequence[dict], metrics: Sequence[str], by: Sequence[str], digits: int = 3) -> str:
-    """A Markdown table of summarised rows: setting columns, then ``mean ± std`` per metric ("-" where
-    the mean is NaN: the metric does not apply), then n."""
-    header = [*by, *metrics, "n"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [str(row[key]) for key in by]
-        cells += [_cell(row[f"{m}_mean"], row[f"{m}_std"], digits) for m in metrics]
-        lines.append("| " + " | ".join([*cells, str(row["n"])]) + " |")
-    return "\n".join(lines) + "\n"
+class Table(NamedTuple):
+    """One results table of an application: what its rows are and how to show them.
+
+    name: file stem (``<name>_runs.csv``, ``<name>.csv``, ``<name>.md``); by: the setting columns a summary
+    groups runs by; metrics: the columns summarised as mean and spread; rows: ``budget -> runs`` (one dict
+    per run); columns: column -> (plain-language header, which entry is best: "low", "high" or None);
+    ranked_within: the setting column within whose values entries are ranked, and the caption's words for
+    it; references: methods that are references rather than contenders (never marked best).
+    """
+
+    name: str
+    by: tuple[str, ...]
+    metrics: tuple[str, ...]
+    rows: Callable[[Any], list[dict]]
+    columns: dict[str, tuple[str, str | None]]
+    ranked_within: tuple[str, str] | None = None
+    references: frozenset[str] = frozenset()
 
 
-def paper(rows: Sequence[dict], table: str, figures: int = 3) -> str:
-    """Summarised ``rows`` of results table ``table`` (a key of :data:`COLUMNS`) as a Markdown table to
-    display: plain headers (↓/↑: lower/higher is better), each mean to ``figures`` significant digits with
-    its standard deviation to the same decimal place, the best mean of each ranked column in bold
-    (ties at the shown precision all bold; per :data:`RANKED_WITHIN` group, :data:`REFERENCES` rows
-    never), and a caption saying over how many runs."""
-    if table not in COLUMNS:
-        raise ValueError(f"unknown results table {table!r}; known: {sorted(COLUMNS)}")
+def paper(rows: Sequence[dict], table: Table, figures: int = 3) -> str:
+    """Summarised ``rows`` of ``table`` as a Markdown table: plain headers (↓/↑: lower/higher is better),
+    each mean to ``figures`` significant digits with its standard deviation to the same decimal place, the
+    best mean of each ranked column in bold (ties at the shown precision all bold; per
+    ``table.ranked_within`` group, ``table.references`` never), and a caption saying over how many runs."""
     if not rows:
-        raise ValueError(f"no rows to show for results table {table!r}")
-    columns = COLUMNS[table]
+        raise ValueError(f"no rows to show for results table {table.name!r}")
     metrics = [key[: -len("_mean")] for key in rows[0] if key.endswith("_mean")]
     by = [key for key in rows[0] if key != "n" and not key.endswith(("_mean", "_std"))]
-    missing = [key for key in (*by, *metrics) if key not in columns]
+    missing = [key for key in (*by, *metrics) if key not in table.columns]
     if missing:
-        raise ValueError(f"results table {table!r} has no plain-language name for column(s) {missing}")
+        raise ValueError(f"results table {table.name!r} has no plain-language name for column(s) {missing}")
     shown = {(i, m): _mean_and_spread(row[f"{m}_mean"], row[f"{m}_std"], row["n"], figures)
              for i, row in enumerate(rows) for m in metrics}
     means = {(i, m): _mean_and_spread(row[f"{m}_mean"], 0.0, 1, figures) for i, row in enumerate(rows) for m in metrics}
     best = _best(rows, table, metrics, means)
-    header = [columns[key][0] for key in by] + [columns[m][0] + _ARROW.get(columns[m][1], "") for m in metrics]
+    header = [table.columns[key][0] for key in by]
+    header += [table.columns[m][0] + _ARROW.get(table.columns[m][1], "") for m in metrics]
     counts = {int(row["n"]) for row in rows}
     if len(counts) > 1:
         header.append("runs")
@@ -124,14 +96,35 @@ def paper(rows: Sequence[dict], table: str, figures: int = 3) -> str:
     return "\n".join(lines) + "\n\n" + _caption(table, counts) + "\n"
 
 
-def write(runs: Sequence[dict], name: str, by: Sequence[str], metrics: Sequence[str], directory: Path) -> list[dict]:
-    """Write ``<name>_runs.csv`` (every run), ``<name>.csv`` and ``<name>.md`` (the summary) into
-    ``directory``; return the summary."""
+def write(runs: Sequence[dict], table: Table, directory: Path) -> list[dict]:
+    """Write ``<name>_runs.csv`` (every run), ``<name>.csv`` (the summary) and ``<name>.md`` (it, as
+    :func:`paper` shows it) into ``directory``; return the summary."""
     directory.mkdir(parents=True, exist_ok=True)
-    summary = summarize(runs, by, metrics)
-    _write_csv(runs, directory / f"{name}_runs.csv")
-    _write_csv(summary, directory / f"{name}.csv")
-    (directory / f"{name}.md").write_text(markdown(summary, metrics, by))
+    summary = summarize(runs, table.by, table.metrics)
+    _write_csv(runs, directory / f"{table.name}_runs.csv")
+    _write_csv(summary, directory / f"{table.name}.csv")
+    (directory / f"{table.name}.md").write_text(paper(summary, table))
+    return summary
+
+
+def main(app: ModuleType, script: str, argv: Sequence[str] | None = None) -> list[dict]:
+    """The command behind every ``benchmarks/app_*.py`` (``script``: its ``__file__``): one of ``app.TABLES``
+    (``--table``, default the first) on ``app.Budget()``, or on ``app.SMOKE`` with ``--smoke`` (or
+    LSQLAB_SMOKE=1 / CI=1); written as :func:`output_directory` says; the summary is printed and returned."""
+    names = list(app.TABLES)
+    parser = argparse.ArgumentParser(description=(app.__doc__ or app.__name__).strip().splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="the smoke budget (also LSQLAB_SMOKE=1 or CI=1)")
+    parser.add_argument("--table", choices=names, default=names[0], help=f"which table (default {names[0]})")
+    add_output_options(parser, script)
+    args = parser.parse_args(argv)
+    smoke = args.smoke or SMOKE
+    out = output_directory(parser, args, smoke)
+    table = app.TABLES[args.table]
+    started = time.perf_counter()
+    runs = table.rows(app.SMOKE if smoke else app.Budget())
+    summary = write(runs, table, out)
+    print(paper(summary, table), flush=True)
+    print(f"{len(runs)} runs in {time.perf_counter() - started:.0f} s; {table.name} written to {out}", flush=True)
     return summary
 
 
@@ -200,13 +193,6 @@ def _parse(value: str) -> float | str:
         return value
 
 
-def _cell(mean: float, std: float, digits: int) -> str:
-    """``mean ± std``; "-" for a metric a method does not have (NaN mean)."""
-    if math.isnan(mean):
-        return "-"
-    return f"{mean:.{digits}g} ± {std:.{digits}g}"
-
-
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -235,19 +221,19 @@ def _mean_and_spread(mean: float, std: float, n: float, figures: int) -> str:
     return f"({mantissa}{_SPACE}±{_SPACE}{std / 10**exponent:.{figures - 1}f}){power}"
 
 
-def _best(rows: Sequence[dict], table: str, metrics: Sequence[str], shown: dict) -> set[tuple[int, str]]:
+def _best(rows: Sequence[dict], table: Table, metrics: Sequence[str], shown: dict) -> set[tuple[int, str]]:
     """(row, metric) of the best mean per ranked metric and group; ``shown``: each mean as displayed,
     so that ties at the shown precision are all marked."""
-    references, (within, _) = REFERENCES.get(table, frozenset()), RANKED_WITHIN.get(table, (None, ""))
+    within = table.ranked_within[0] if table.ranked_within else None
     marked = set()
     for metric in metrics:
-        direction = COLUMNS[table][metric][1]
+        direction = table.columns[metric][1]
         if direction is None:
             continue
         groups: dict[object, list[int]] = {}
         for i, row in enumerate(rows):
             value = float(row[f"{metric}_mean"])
-            if row.get("method") not in references and not math.isnan(value):
+            if row.get("method") not in table.references and not math.isnan(value):
                 groups.setdefault(row.get(within) if within else None, []).append(i)
         for members in groups.values():
             pick = min if direction == "low" else max
@@ -263,14 +249,13 @@ def _setting(value: object) -> str:
     return str(value)
 
 
-def _caption(table: str, counts: set[int]) -> str:
+def _caption(table: Table, counts: set[int]) -> str:
     if counts == {1}:
         runs = "one run per row"
     elif len(counts) == 1:
         runs = f"mean ± standard deviation over {min(counts)} runs"
     else:
         runs = "mean ± standard deviation over the runs counted in the last column"
-    where = f" for each {RANKED_WITHIN[table][1]}" if table in RANKED_WITHIN else ""
-    references = REFERENCES.get(table)
-    left_out = f" ({', '.join(sorted(references))}: a reference, not ranked)" if references else ""
+    where = f" for each {table.ranked_within[1]}" if table.ranked_within else ""
+    left_out = f" ({', '.join(sorted(table.references))}: a reference, not ranked)" if table.references else ""
     return f"*{runs[0].upper() + runs[1:]}; ↓/↑: lower/higher is better; bold: the best{where}{left_out}.*"
