@@ -1,8 +1,8 @@
 """GP hyperparameters tuned for prediction (lsqlab) against marginal likelihood and textbook values.
 
-Writes gp.{csv,md} and gp_runs.csv: RMSE, NLPD, fit time and
-compile time per data set and method, mean ± std over 3 seeds (and, for diabetes and Friedman #1, over
-5 test folds per seed).
+Writes gp.{csv,md} and gp_runs.csv: RMSE, NLPD, fit time and compile time per data set and method
+(lsqlab.applications.gp_hyperparameters.METHODS, under their LABELS), mean ± std over 3 seeds (and, for
+diabetes and Friedman #1, over 5 test folds per seed).
 
   co2        train on Mauna Loa CO2 before 1990, test 1990-2001 (extrapolation), GPML kernel:
              exact GP at the book's values and by marginal likelihood (scikit-learn, 2 restarts);
@@ -21,54 +21,15 @@ The tables go to artifacts/results/ (git-ignored; artifacts/results/smoke/ on a 
 NumPy/SciPy (scikit-learn) run single-threaded (OPENBLAS_NUM_THREADS=1) unless the caller set it.
 """
 
-from __future__ import annotations
-
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import argparse  # noqa: E402
-import time  # noqa: E402
 
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from lsqlab.applications import gp_hyperparameters as gp  # noqa: E402
-from lsqlab.applications import tables  # noqa: E402
-from lsqlab.lab.smoke import SMOKE  # noqa: E402
-
-SEEDS = (0, 1, 2)
-BY = ("dataset", "method")
-METRICS = ("rmse", "nlpd", "fit_s", "compile_s")
-
-
-def run(budget: gp.Budget, seeds=SEEDS) -> list[dict]:
-    """Every data set, method and seed: one row per run."""
-    runs = []
-    for seed in seeds:
-        started = time.perf_counter()
-        runs += gp.co2_experiment(seed, budget)[0]
-        for name in gp.DATASETS[1:]:
-            runs += gp.ard_experiment(name, seed, budget)
-        print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    return runs
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget (also set by LSQLAB_SMOKE=1)")
-    tables.add_output_options(parser, __file__)
-    args = parser.parse_args()
-    smoke = args.smoke or SMOKE
-    out = tables.output_directory(parser, args, smoke)
-    budget = gp.SMOKE if smoke else gp.FULL
-    started = time.perf_counter()
-    runs = run(budget)
-    summary = tables.write(runs, "gp", by=BY, metrics=METRICS, directory=out)
-    print(tables.markdown(summary, METRICS, BY))
-    print(f"total {time.perf_counter() - started:.0f} s; budget {budget}; written to {out}")
-
+from lsqlab.applications import gp_hyperparameters, tables  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    tables.main(gp_hyperparameters, __file__)

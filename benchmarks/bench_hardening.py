@@ -66,6 +66,7 @@ import scipy.sparse.linalg  # noqa: E402
 import lsqlab  # noqa: E402
 from lsqlab import lstsq  # noqa: E402
 from lsqlab.preconditioners import sketch_preconditioner  # noqa: E402
+from lsqlab.solver import SolverOptions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DAMPS = (0.0, 1e-10, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-2, 1.0, 10.0)
@@ -182,7 +183,7 @@ def lsqlab_derivatives(maxiter: int, static_zero: bool):
 
     def solve(A, b, d):
         damp = 0.0 if static_zero else d
-        return lstsq(A, b, damp=damp, atol=GRADIENT_TOL, btol=GRADIENT_TOL, maxiter=maxiter)
+        return lstsq(A, b, damp=damp, options=SolverOptions(atol=GRADIENT_TOL, btol=GRADIENT_TOL, maxiter=maxiter))
 
     @jax.jit
     def run(A, b, d, w, dA, db, dd):
@@ -261,14 +262,14 @@ def preconditioned_rows(problems: dict[str, tuple[np.ndarray, np.ndarray]]) -> l
 
         P = sketch_preconditioner(A, jax.random.key(0))
         P_np = np.asarray(P.matrix)
-        x, info = lstsq(A, b, preconditioner=P, atol=tol, btol=tol, maxiter=maxiter)
+        x, info = lstsq(A, b, preconditioner=P, options=SolverOptions(atol=tol, btol=tol, maxiter=maxiter))
         row = {"problem": name, "m": A_np.shape[0], "n": A_np.shape[1], "cond_A": float(np.linalg.cond(A_np)),
                "P_columns": P_np.shape[1], "cond_AP": float(np.linalg.cond(A_np @ P_np)),
                "lsqlab_P_err": error(x), "lsqlab_P_its": int(info.iterations), "lsqlab_P_istop": int(info.istop)}
         y, istop, itn = scipy.sparse.linalg.lsmr(A_np @ P_np, b_np, atol=tol, btol=tol, maxiter=maxiter)[:3]
         row.update(scipy_AP_err=error(P_np @ y), scipy_AP_its=int(itn), scipy_AP_istop=int(istop))
         row["numpy_err"] = error(np.linalg.lstsq(A_np, b_np, rcond=None)[0])
-        x, info = lstsq(A, b, atol=tol, btol=tol, maxiter=maxiter)
+        x, info = lstsq(A, b, options=SolverOptions(atol=tol, btol=tol, maxiter=maxiter))
         row.update(lsqlab_noP_err=error(x), lsqlab_noP_its=int(info.iterations),
                    lsqlab_noP_istop=int(info.istop))
         x, istop, itn = scipy.sparse.linalg.lsmr(A_np, b_np, atol=tol, btol=tol, maxiter=maxiter)[:3]

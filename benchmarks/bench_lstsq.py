@@ -25,7 +25,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse.linalg as spla  # noqa: E402
 
-from lsqlab import LSMROptions, lstsq  # noqa: E402
+from lsqlab import SolverOptions, lstsq  # noqa: E402
 from lsqlab.lsmr import lsmr_fixed_iterations  # noqa: E402
 from lsqlab.operators import linear_map, matmul  # noqa: E402
 from lsqlab.lab.problems import matrix_with_spectrum  # noqa: E402
@@ -55,15 +55,15 @@ def problem(m: int, n: int, seed: int = 0, cond: float = 1e2) -> tuple[jax.Array
 def forward_rows(m: int, n: int, tol: float, repeats: int) -> list[tuple[str, float, str]]:
     A, b = problem(m, n)
     A_np, b_np = np.asarray(A), np.asarray(b)
-    opts = dict(atol=tol, btol=tol, maxiter=20 * n)
-    solve = jax.jit(lambda A, b: lstsq(A, b, **opts))
+    opts = SolverOptions(atol=tol, btol=tol, maxiter=20 * n)
+    solve = jax.jit(lambda A, b: lstsq(A, b, options=opts))
     x, info = solve(A, b)
     ref = spla.lsmr(A_np, b_np, atol=tol, btol=tol, maxiter=20 * n)
     t_ours = median_seconds(lambda: solve(A, b)[0], repeats)
     t_scipy = median_seconds(lambda: spla.lsmr(A_np, b_np, atol=tol, btol=tol, maxiter=20 * n)[0], repeats)
     dense = jax.jit(lambda A, b: jnp.linalg.lstsq(A, b)[0])
     t_dense = median_seconds(lambda: dense(A, b), repeats)
-    loss = lambda A, b: jnp.sum(lstsq(A, b, **opts)[0] ** 2)
+    loss = lambda A, b: jnp.sum(lstsq(A, b, options=opts)[0] ** 2)
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
     t_grad = median_seconds(lambda: grad(A, b), repeats)
     label = f"{m}x{n}"
@@ -83,17 +83,17 @@ def unrolled_rows(m: int, n: int, iteration_counts: list[int], repeats: int) -> 
     A, b = problem(m, n, seed=1, cond=1e6)
     rows = []
     for k in iteration_counts:
-        options = LSMROptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k)  # exactly k iterations
+        options = SolverOptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k)  # exactly k iterations
 
         def adjoint_loss(A, b):
-            x, _ = lstsq(A, b, atol=0.0, btol=0.0, conlim=0.0, maxiter=k, backward=options)
+            x, _ = lstsq(A, b, options=SolverOptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k), backward=options)
             return jnp.sum(x**2)
 
         def unrolled_loss(A, b):
             x, _ = lsmr_fixed_iterations(linear_map(matmul, A, A.shape, A.dtype), b, 0.0, k, options)
             return jnp.sum(x**2)
 
-        _, info = lstsq(A, b, atol=0.0, btol=0.0, conlim=0.0, maxiter=k)
+        _, info = lstsq(A, b, options=SolverOptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k))
         assert int(info.iterations) == k, (int(info.iterations), info.reason)
         adjoint = jax.grad(adjoint_loss, argnums=(0, 1))
         unrolled = jax.grad(unrolled_loss, argnums=(0, 1))
@@ -117,8 +117,8 @@ def tolerance_rows(m: int, n: int, tolerances: list[float]) -> list[tuple[str, f
     exact = 2 * np.linalg.pinv(np.asarray(A)).T @ x  # p = A^{+T} g with g = 2 x
     rows = []
     for tol in tolerances:
-        backward = LSMROptions(atol=tol, btol=tol, maxiter=20 * n)
-        grad = jax.jit(jax.grad(lambda b: jnp.sum(lstsq(A, b, atol=1e-14, btol=1e-14, maxiter=20 * n,
+        backward = SolverOptions(atol=tol, btol=tol, maxiter=20 * n)
+        grad = jax.jit(jax.grad(lambda b: jnp.sum(lstsq(A, b, options=SolverOptions(atol=1e-14, btol=1e-14, maxiter=20 * n),
                                                             backward=backward)[0] ** 2)))
         error = np.linalg.norm(np.asarray(grad(b)) - exact) / np.linalg.norm(exact)
         seconds = median_seconds(lambda: grad(b), 3)

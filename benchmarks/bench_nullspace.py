@@ -11,9 +11,10 @@ Four parts, each a table of ratios measured in one process (float32 unless said,
   pairs         the equivariance application's constraint (C4 invariance of the digits MLP on 32
                 collocation images, m = 960): cost of one JVP + VJP pair, of one LSMR iteration and of
                 one Gram-form CG iteration (slopes over 10 and 30 iterations), and of a plain step.
-  equivariance  the application's full training run (1000 Adam steps, seed 0, chunked lax.scan,
-                lsqlab.applications.equivariance.run) for plain Adam and each null-space solver:
-                ms/step, ratio, solver iterations per step, ||c|| and accuracies at the end.
+  equivariance  the application's full training run (lsqlab.applications.equivariance.run on seed 0
+                of its full Budget, the shared training loop) for plain Adam and each null-space
+                solver: ms/step (the loop's median over chunks), ratio, solver iterations per step,
+                ||c|| and accuracies at the end.
   scores        the conservative-score application (float64, 300 steps, 2-D data, m = 32 pairs
                 redrawn each step): plain, LSMR (tolerance 1e-4) and the dense Gram form; NAsym on
                 held-out pairs.
@@ -41,10 +42,11 @@ from lsqlab import constraints, multipliers, nullspace
 from lsqlab.applications import equivariance as eq
 from lsqlab.applications import mlp
 from lsqlab.applications.sparsity import hard_mask
+from lsqlab.solver import SolverOptions
 
 BATCH = 128
 PARTS = ("sparsity", "pairs", "equivariance", "scores")
-VARIANTS = {  # the equivariance trade-off: name -> Config.gram (None: LSMR, atol = btol = 1e-4, maxiter 20)
+VARIANTS = {  # the equivariance trade-off: name -> Budget.gram (None: LSMR from zero, Budget.solver)
     "LSMR from 0, tol 1e-4, <= 20 its/solve": None,
     "Gram CG warm, 1 it/solve": multipliers.GramCG(1e-2, 1),
     "Gram CG warm, 3 its/solve": multipliers.GramCG(1e-2, 3),
@@ -98,7 +100,8 @@ def sparsity_rows(num_params: int, repeats: int) -> list[dict]:
     optimisers = {
         "plain Adam": adam,
         "Selection, closed form": nullspace.transform(adam, selection, gamma=1.0),
-        "same c, generic LSMR": nullspace.transform(adam, lambda p: selection(p), gamma=1.0, maxiter=10),
+        "same c, generic LSMR": nullspace.transform(adam, lambda p: selection(p), gamma=1.0,
+                                                    options=replace(nullspace.DEFAULT_OPTIONS, maxiter=10)),
         "hard_mask (hand-written)": hard_mask(adam, mask),
     }
     runs = {name: step_of(tx) for name, tx in optimisers.items()}
@@ -127,13 +130,13 @@ def slope_ms(fn, arg, small: int, large: int, repeats: int) -> float:
 
 
 def pair_rows(repeats: int) -> list[dict]:
-    config = eq.Config()
-    prepared = eq.prepare(0, config)
-    params = mlp.init(jax.random.key(0), config.sizes, jnp.float32)
+    budget = eq.Budget()
+    prepared = eq.prepare(0, budget)
+    params = mlp.init(jax.random.key(0), budget.sizes, jnp.float32)
     constraint = eq.invariance_constraint()
     points = prepared.collocation
-    images, labels = prepared.x_train[:config.batch], prepared.y_train[:config.batch]
-    m = eq.num_constraints(config.collocation)
+    images, labels = prepared.x_train[:budget.batch], prepared.y_train[:budget.batch]
+    m = eq.num_constraints(budget.collocation)
 
     def linearized(theta):
         c, jvp = jax.linearize(lambda t: constraint(t, inputs=points), theta)
@@ -146,8 +149,8 @@ def pair_rows(repeats: int) -> list[dict]:
 
     def lsmr_iterations(theta, k):
         grads = jax.tree.map(jnp.ones_like, theta)
-        return nullspace.project(lambda t: constraint(t, inputs=points), theta, grads, gamma=0.5, atol=0.0,
-                                 btol=0.0, maxiter=k)[0]
+        options = SolverOptions(atol=0.0, btol=0.0, conlim=1e12, maxiter=k)
+        return nullspace.project(lambda t: constraint(t, inputs=points), theta, grads, gamma=0.5, options=options)[0]
 
     def cg_iterations(theta, k):
         c, jvp, vjp = linearized(theta)
@@ -160,9 +163,9 @@ def pair_rows(repeats: int) -> list[dict]:
         return jax.lax.fori_loop(0, k, step, theta)
 
     pair = slope_ms(pairs, params, 10, 30, repeats)
-    rows = [dict(what="one JVP + VJP pair of c (m = %d, 4 x %d images)" % (m, config.collocation), ms=pair)]
+    rows = [dict(what="one JVP + VJP pair of c (m = %d, 4 x %d images)" % (m, budget.collocation), ms=pair)]
     for name, fn in (("one LSMR iteration", lsmr_iterations), ("one Gram-form CG iteration", cg_iterations),
-                     ("one plain gradient step (batch %d)" % config.batch, plain_steps)):
+                     ("one plain gradient step (batch %d)" % budget.batch, plain_steps)):
         rows.append(dict(what=name, ms=slope_ms(fn, params, 10, 30, repeats)))
     for row in rows:
         row["per_pair"] = row["ms"] / pair
@@ -170,12 +173,12 @@ def pair_rows(repeats: int) -> list[dict]:
 
 
 def equivariance_rows(quick: bool) -> list[dict]:
-    config = eq.Config(**(dict(steps=200, eval_every=100) if quick else {}))
+    budget = replace(eq.Budget(), steps=200, eval_every=100) if quick else eq.Budget()
     variants = dict(list(VARIANTS.items())[:3]) if quick else VARIANTS
-    plain, _ = eq.run("plain", 0, config)
+    plain = eq.run("plain", 0, budget)
     rows = [dict(variant="plain Adam", **plain)]
     for name, gram in variants.items():
-        row, _ = eq.run("null_space", 0, replace(config, gram=gram))
+        row = eq.run("nullspace", 0, replace(budget, gram=gram))
         rows.append(dict(variant=name, **row))
     for row in rows:
         row["ratio"] = row["ms_per_step"] / plain["ms_per_step"]
@@ -190,12 +193,12 @@ def score_rows(quick: bool) -> list[dict]:
     held_out = scores.evaluation_pairs(jax.random.PRNGKey(1), data[:500], scores.SIGMA_GRID)
     steps = 60 if quick else 300
     rows = []
-    for name, method, options in (("plain Adam", "unconstrained", {}), ("LSMR, tol 1e-4", "nullspace", dict(gram=None)),
+    for name, method, options in (("plain Adam", "plain", {}), ("LSMR, tol 1e-4", "nullspace", dict(gram=None)),
                                   ("dense Gram form", "nullspace", {})):
-        run = scores.train(method, data, key=jax.random.PRNGKey(0), steps=steps, **options)
-        rows.append(dict(method=name, ms=1e3 * run.seconds_per_step,
-                         nasym=scores.mean_nasym(run.params, held_out.points, held_out.sigmas),
-                         iterations=np.nan if run.info is None else int(run.info.iterations)))
+        trained = scores.train(method, data, key=jax.random.PRNGKey(0), steps=steps, **options).trained
+        rows.append(dict(method=name, ms=trained.ms_per_step,
+                         nasym=scores.mean_nasym(trained.params, held_out.points, held_out.sigmas),
+                         iterations=np.nan if trained.projection is None else int(trained.projection.iterations[-1])))
     for row in rows:
         row["ratio"] = row["ms"] / rows[0]["ms"]
     return rows

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from lsqlab import lstsq  # noqa: E402
 from lsqlab.preconditioners import column_scaling, product_rounding, sketch_preconditioner  # noqa: E402
+from lsqlab.solver import SolverOptions  # noqa: E402
 from lsqlab.lab.problems import matrix_with_spectrum  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def rows_for(m: int, n: int, tol: float) -> list[str]:
     A_np, b_np = spread_problem(m, n)
     exact, t_numpy = timed(lambda: np.linalg.lstsq(A_np, b_np, rcond=None)[0])
     A, b = jnp.asarray(A_np), jnp.asarray(b_np)
-    solve = jax.jit(lambda A, b, P: lstsq(A, b, preconditioner=P, atol=tol, btol=tol, maxiter=5000))
+    solve = jax.jit(lambda A, b, P: lstsq(A, b, preconditioner=P, options=SolverOptions(atol=tol, btol=tol, maxiter=5000)))
     rows = [f"{m}x{n} numpy.linalg.lstsq: {t_numpy:.2f} s"]
     for name, build in BUILDERS.items():
         if m > 5000 and not name.startswith("sketch"):

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     from jax.experimental import multihost_utils
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    from lsqlab import constraints, lstsq, nullspace
+    from lsqlab import SolverOptions, constraints, lstsq, nullspace
     from lsqlab.sharding import largest_transfer
 
     mesh = Mesh(np.array(jax.devices()), ("rows",))
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> None:
                 print(f"    process {jax.process_index()} {device}: peak {stats['peak_bytes_in_use'] / 2**20:.1f} MiB")
 
     A, b = sharded((m, n), 1), sharded((m,), 2)
-    loss = lambda A, b: jnp.sum(lstsq(A, b, atol=1e-6, btol=1e-6, maxiter=200)[0] ** 2)  # noqa: E731
+    loss = lambda A, b: jnp.sum(lstsq(A, b, options=SolverOptions(atol=1e-6, btol=1e-6, maxiter=200))[0] ** 2)  # noqa: E731
     solve = jax.value_and_grad(loss, argnums=(0, 1))
     report(f"solve {m}x{n}: value and gradient", solve, (A, b), A.addressable_shards[0].data.nbytes)
 

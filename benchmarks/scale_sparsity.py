@@ -16,11 +16,13 @@ Three phases of the same number of Adam steps, on the same batches, float32:
              not compiled in as a constant).
 The mask: the smallest |w| of each weight matrix of the dense model (90% of them by default).
 
-Reported (JSON and Markdown under --out): ms per step of each phase (median over chunks of steps,
-compilation excluded and timed separately), the ratios to plain, peak device memory
-(memory_stats()['peak_bytes_in_use'] after each phase, where the backend reports it) and the compiled
-step's own memory analysis, solver iterations per step (0: closed form), ||c|| and max |theta_S| at the end, the masked
-fraction, the training loss, and how far the nullspace parameters are from the closed-form ones.
+Each phase runs through lsqlab.applications.training.train, in compiled chunks of steps. Reported (JSON
+and Markdown under --out): ms per step of each phase (the loop's statistic: median over chunks of chunk
+wall time / chunk steps, compilation excluded and timed separately), the ratios to plain, peak device
+memory (memory_stats()['peak_bytes_in_use'] after each phase, where the backend reports it) and the
+compiled chunk's own memory analysis, solver iterations per step (0: closed form; read from the loop's
+Trained.projection), ||c|| and max |theta_S| at the end, the masked fraction, the training loss, and how
+far the nullspace parameters are from the closed-form ones.
 
     python benchmarks/scale_sparsity.py --size small      # CPU, seconds (the CI size)
     python benchmarks/scale_sparsity.py --size medium     # CPU, ~4M parameters, a few minutes
@@ -36,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 
@@ -46,7 +47,7 @@ import numpy as np
 import optax
 
 from lsqlab import constraints
-from lsqlab.applications import mlp, sparsity, tables
+from lsqlab.applications import mlp, sparsity, tables, training
 
 SIZES = {
     "small": dict(width=64, depth=2, batch=32, steps=20, chunk=5),
@@ -72,69 +73,28 @@ def batch(key: jax.Array, index: jax.Array, teacher: jax.Array, size: int) -> tu
     return x, jnp.argmax(x @ teacher, axis=-1)
 
 
-def make_step(tx, data_key: jax.Array, teacher: jax.Array, batch_size: int):
-    """One jitted Adam step of ``tx`` on the batch of ``index``; returns the loss, and the solver iterations
-    and stop code of the step (0 and -1 without a null-space transform)."""
+def run_phase(name: str, tx, params, data_key: jax.Array, teacher: jax.Array, cfg: dict) -> tuple[dict, object]:
+    """``cfg["steps"]`` steps of ``tx`` through :func:`lsqlab.applications.training.train`, ``cfg["chunk"]``
+    per compiled chunk; the batch of step t is :func:`batch` of t (the same for every phase)."""
 
-    def step(params, state, index):
-        x, y = batch(data_key, index, teacher, batch_size)
-        loss, grads = jax.value_and_grad(sparsity.cross_entropy)(params, x, y)
-        updates, state = tx.update(grads, state, params)
-        info = getattr(state, "info", None)
-        if info is None:
-            solver = (jnp.zeros([], jnp.int32), jnp.full([], -1, jnp.int32))
-        else:
-            solver = (info.iterations, info.istop)
-        return optax.apply_updates(params, updates), state, loss, solver
+    def draw(index: jax.Array, fixed: tuple[jax.Array, jax.Array]) -> tuple[tuple[jax.Array, jax.Array], dict]:
+        return batch(fixed[0], index, fixed[1], cfg["batch"]), {}
 
-    return jax.jit(step)
-
-
-def memory_analysis(compiled) -> dict | None:
-    analysis = compiled.memory_analysis()
-    if analysis is None:
-        return None
-    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes",
-              "generated_code_size_in_bytes")
-    return {field: int(getattr(analysis, field)) for field in fields if hasattr(analysis, field)}
-
-
-def peak_memory() -> int | None:
+    batches = training.Batches(jnp.arange(cfg["steps"]), draw, (data_key, teacher))
+    trained = training.train(sparsity.cross_entropy, tx, params, batches, chunk=cfg["chunk"])
+    solver = trained.projection
     stats = jax.devices()[0].memory_stats()
-    return None if stats is None else stats.get("peak_bytes_in_use")
-
-
-def run_phase(name: str, tx, params, data_key, teacher, cfg: dict) -> tuple[dict, object]:
-    """Compile (timed), then ``steps`` steps in chunks; median ms/step over the chunks."""
-    step = make_step(tx, data_key, teacher, cfg["batch"])
-    state = tx.init(params)
-    start = time.perf_counter()
-    compiled = step.lower(params, state, jnp.int32(0)).compile()
-    compile_s = time.perf_counter() - start
-    log(f"{name}: compiled in {compile_s:.1f} s")
-    chunk_ms, losses, iterations, stops = [], [], [], []
-    for first in range(0, cfg["steps"], cfg["chunk"]):
-        start = time.perf_counter()
-        chunk_losses, chunk_iterations = [], []
-        for index in range(first, min(first + cfg["chunk"], cfg["steps"])):
-            params, state, loss, solver = compiled(params, state, jnp.int32(index))
-            chunk_losses.append(loss)
-            chunk_iterations.append(solver)
-        jax.block_until_ready(params)
-        chunk_ms.append(1e3 * (time.perf_counter() - start) / len(chunk_losses))
-        losses += [float(v) for v in chunk_losses]
-        iterations += [int(its) for its, _ in chunk_iterations]
-        stops += [int(stop) for _, stop in chunk_iterations]
-        log(f"{name}: step {first + len(chunk_losses):4d}/{cfg['steps']}  {chunk_ms[-1]:8.2f} ms/step  "
-            f"loss {losses[-1]:.4f}  solver iterations/step {iterations[-1]}")
     result = dict(
-        ms_per_step=statistics.median(chunk_ms), ms_per_step_chunks=chunk_ms, compile_s=compile_s,
-        loss_first=losses[0], loss_last=float(np.mean(losses[-cfg["chunk"]:])),
-        solver_iterations_per_step=sorted(set(iterations)), solver_istop=sorted(set(stops)),
-        peak_bytes_in_use=peak_memory(),
-        compiled_memory=memory_analysis(compiled),
+        ms_per_step=trained.ms_per_step, ms_per_step_chunks=trained.chunk_ms.tolist(), compile_s=trained.compile_s,
+        loss_first=float(trained.losses[0]), loss_last=float(np.mean(trained.losses[-cfg["chunk"]:])),
+        solver_iterations_per_step=[0] if solver is None else sorted(set(solver.iterations.tolist())),
+        solver_istop=[-1] if solver is None else sorted(set(solver.istop.tolist())),
+        peak_bytes_in_use=None if stats is None else stats.get("peak_bytes_in_use"),
+        compiled_memory=trained.memory,
     )
-    return result, params
+    log(f"{name}: {cfg['steps']} steps, {result['ms_per_step']:.2f} ms/step (median of {len(trained.chunk_ms)} "
+        f"chunks), compiled in {trained.compile_s:.1f} s, loss {result['loss_first']:.4f} -> {result['loss_last']:.4f}")
+    return result, trained.params
 
 
 def run(size: str, target_sparsity: float, seed: int, steps: int | None) -> dict:
@@ -233,15 +193,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="steps per phase (default: by size)")
     tables.add_output_options(parser, __file__)
     args = parser.parse_args(argv)
-    sparsity.check_sparsity(args.sparsity)
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    try:
+        sparsity.check_sparsity(args.sparsity)
+    except ValueError as error:
+        parser.error(str(error))
     partial = None
     if args.size != RECORDED_SIZE:
         partial = f"--size {args.size} (only --size {RECORDED_SIZE} is recorded; give full-size runs an --out)"
     elif (args.steps, args.sparsity, args.seed) != (None, 0.9, 0):
         partial = "--steps, --sparsity or --seed other than the defaults"
     out = tables.output_directory(parser, args, smoke=args.size == "small", partial=partial)
+    chunk = SIZES[args.size]["chunk"]
+    if args.steps is not None and (args.steps < 1 or args.steps % chunk):
+        parser.error(f"--steps must be a positive multiple of {chunk} (the chunk of --size {args.size}), "
+                     f"got {args.steps}")
     start = time.perf_counter()
     result = run(args.size, args.sparsity, args.seed, args.steps)
     result["total_s"] = time.perf_counter() - start

@@ -4,7 +4,8 @@ In exact arithmetic its iterates are LSQR's: each minimises ||r_k|| over the Kry
 K_k(A^T A, A^T b), so ||r_k|| falls monotonically while ||A^T r_k|| (the optimality measure) may
 rise and fall. LSMR minimises ||A^T r_k|| instead, so that measure falls monotonically and stopping
 early is safe. Both converge at a rate set by cond(A^T A) = cond(A)^2. Same signature and ``istop`` codes as :func:`lsqlab.lsmr.lsmr`
-(0: x = 0 is a solution; 2: ||A^T r - damp^2 x|| <= atol ||A|| ||r||; 7: iteration limit; 8: NaN/Inf),
+(0: x = 0 is a solution; 1: ||r|| <= btol ||b|| + atol ||A|| ||x||, r the stacked residual [b - A x; -damp x];
+2: ||A^T r - damp^2 x|| <= atol ||A|| ||r||; 7: iteration limit; 8: NaN/Inf),
 so it can be passed to :func:`lsqlab.lstsq` as ``solver=cgls`` and differentiated by the same rules.
 
     s_k = A^T r_k - damp^2 x_k,  alpha = ||s_k||^2 / (||A p_k||^2 + damp^2 ||p_k||^2),
@@ -19,8 +20,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lsqlab.lsmr import LSMROptions, LstSqInfo, SolverTrace
+from lsqlab.lsmr import SolverTrace
 from lsqlab.operators import LinearMap
+from lsqlab.solver import LstSqInfo, SolverOptions
 
 
 class _State(NamedTuple):
@@ -45,7 +47,7 @@ def _start(op: LinearMap, b: jax.Array) -> _State:
                   jnp.linalg.norm(b), zero)
 
 
-def _step(op: LinearMap, damp: jax.Array, atol: float, maxiter: int):
+def _step(op: LinearMap, damp: jax.Array, atol: float, btol: float, normb: jax.Array, maxiter: int):
     def step(st: _State) -> _State:
         itn = st.itn + 1
         q = op.mv(st.p)
@@ -60,8 +62,10 @@ def _step(op: LinearMap, damp: jax.Array, atol: float, maxiter: int):
         p = s + jnp.where(st.gamma > 0, gamma / jnp.where(st.gamma > 0, st.gamma, 1), 0) * st.p
         norma2 = jnp.maximum(st.norma2, jnp.where(pp > 0, delta / jnp.where(pp > 0, pp, 1), 0))
         normr = jnp.sqrt(jnp.dot(r, r) + damp**2 * jnp.dot(x, x))
-        converged = jnp.sqrt(gamma) <= atol * jnp.sqrt(norma2) * normr
-        istop = jnp.where(converged, 2, jnp.where(itn >= maxiter, 7, -1))
+        normx = jnp.linalg.norm(x)
+        consistent = normr <= btol * normb + atol * jnp.sqrt(norma2) * normx  # test 1: a consistent system
+        converged = jnp.sqrt(gamma) <= atol * jnp.sqrt(norma2) * normr  # test 2: least squares
+        istop = jnp.where(consistent, 1, jnp.where(converged, 2, jnp.where(itn >= maxiter, 7, -1)))
         finite = jnp.isfinite(gamma) & jnp.isfinite(delta)
         new = _State(itn, istop.astype(jnp.int32), x, r, s, p, gamma, normr, norma2)
         kept = jax.tree.map(lambda a, b_: jnp.where(finite, a, b_), new, st)
@@ -71,13 +75,14 @@ def _step(op: LinearMap, damp: jax.Array, atol: float, maxiter: int):
 
 
 def cgls(op: LinearMap, b: jax.Array, damp: jax.Array | float = 0.0, x0: jax.Array | None = None,
-         options: LSMROptions = LSMROptions()) -> tuple[jax.Array, LstSqInfo]:
+         options: SolverOptions = SolverOptions()) -> tuple[jax.Array, LstSqInfo]:
     """CG on the normal equations from x = 0 (``x0`` must be None: the minimum-norm solution needs it)."""
     if x0 is not None:
         raise ValueError("cgls starts from x = 0 (the minimum-norm solution); x0 is not supported")
     damp = jnp.asarray(damp, b.dtype)
     maxiter = options.iteration_limit(*op.shape)
-    final = lax.while_loop(lambda st: st.istop < 0, _step(op, damp, options.atol, maxiter), _start(op, b))
+    step = _step(op, damp, options.atol, options.btol, jnp.linalg.norm(b), maxiter)
+    final = lax.while_loop(lambda st: st.istop < 0, step, _start(op, b))
     norma = jnp.sqrt(final.norma2)
     info = LstSqInfo(final.itn, final.istop, final.normr, jnp.sqrt(final.gamma), norma, jnp.full((), jnp.nan, b.dtype),
                      jnp.linalg.norm(final.x))
@@ -85,10 +90,10 @@ def cgls(op: LinearMap, b: jax.Array, damp: jax.Array | float = 0.0, x0: jax.Arr
 
 
 def cgls_trace(op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations: int,
-               options: LSMROptions = LSMROptions()) -> SolverTrace:
+               options: SolverOptions = SolverOptions()) -> SolverTrace:
     """Exactly ``iterations`` CGLS steps, ignoring the stop test, with every iterate recorded."""
     damp = jnp.asarray(damp, b.dtype)
-    step = _step(op, damp, options.atol, iterations + 1)
+    step = _step(op, damp, options.atol, options.btol, jnp.linalg.norm(b), iterations + 1)
 
     def recorded(st: _State, _):
         new = step(st)

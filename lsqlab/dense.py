@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsqlab.lsmr import LstSqInfo
 from lsqlab.operators import LinearMap
+from lsqlab.solver import LstSqInfo
 
 
 def pinv_damped(A: np.ndarray, damp: float = 0.0, rcond: float = 1e-12) -> np.ndarray:

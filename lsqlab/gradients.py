@@ -1,7 +1,7 @@
 """The *gradients* half: differentiation rules for x* = LstSq(A, b, damp), written once for any solver.
 
-A solver is any function ``solver(op, b, damp, x0, options) -> (x, info)`` that returns
-LstSq(A, b, damp) (the damped solution, or the minimum-norm least-squares solution for damp = 0).
+A solver is any :class:`lsqlab.solver.Solver`, ``solver(op, b, damp, x0, options) -> (x, info)``, that
+returns LstSq(A, b, damp) (the damped solution, or the minimum-norm least-squares solution for damp = 0).
 :func:`solve_lstsq` wraps it in ``jax.custom_jvp`` with one JVP rule; JAX obtains reverse mode by
 transposing that rule, because every solve applied to a tangent is a ``lax.custom_linear_solve`` with a
 symmetric operator (its transpose is itself). Forward mode, reverse mode, ``vmap`` and higher
@@ -49,17 +49,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Hashable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lsqlab.lsmr import LSMROptions
 from lsqlab.operators import Apply, LinearMap, frobenius_norm, linear_map
-
-Solver = Callable[..., tuple[jax.Array, Any]]  # (op, b, damp, x0, options) -> (x, info)
+from lsqlab.solver import Solver, SolverOptions
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,8 @@ class RuleConfig:
     """Static data of one differentiable solve (damp is data: each branch on it is taken at run time)."""
 
     solver: Solver
-    forward: Hashable
-    backward: Hashable
+    forward: SolverOptions
+    backward: SolverOptions
     shape: tuple[int, int]
     assume_full_rank: bool
 
@@ -126,16 +124,15 @@ class _Rules:
     def __init__(self, op: LinearMap, damp: jax.Array, config: RuleConfig):
         self.op, self.damp, self.config = op, damp, config
 
-    def lstsq(self, op: LinearMap, rhs: jax.Array, damp: jax.Array | float, options: Hashable = None) -> jax.Array:
+    def lstsq(self, op: LinearMap, rhs: jax.Array, damp: jax.Array | float, options: SolverOptions | None = None) -> jax.Array:
         return self.config.solver(op, rhs, damp, None, options or self.config.backward)[0]
 
-    def stacked_options(self) -> Hashable:
+    def stacked_options(self) -> SolverOptions:
         """The backward options for the consistent system [A^T, damp I] w = v: stop on
         ||residual|| <= btol ||v|| alone (atol = 0: test 1's term atol ||B|| ||w|| grows with the
         O(1 / damp) part of w and would stop it with that part wrong), and no conlim (its condition
         number is up to ||A|| / damp by construction, no reason to stop)."""
-        backward = self.config.backward
-        return replace(backward, atol=0.0, conlim=0.0) if isinstance(backward, LSMROptions) else backward
+        return replace(self.config.backward, atol=0.0, conlim=0.0)
 
     def normal_inverse(self, op: LinearMap, v: jax.Array) -> jax.Array:
         """(A^T A + damp^2 I)^{-1} v: w_2 / damp from w = LstSq([A^T, damp I], v, 0) for damp > 0;

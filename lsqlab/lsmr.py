@@ -21,9 +21,6 @@ This module is not differentiable by itself: :mod:`lsqlab.gradients` supplies th
 
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -31,122 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from lsqlab.operators import LinearMap, golub_kahan_products
-
-STOP_REASONS: tuple[str, ...] = (
-    "x = 0 is a solution (b = 0 or A^T b = 0)",  # 0
-    "||r|| small: Ax - b small enough for atol, btol",  # 1
-    "||A^T r|| small: least-squares solution within atol",  # 2
-    "cond(A) exceeds conlim",  # 3
-    "||r|| small at machine precision",  # 4
-    "||A^T r|| small at machine precision",  # 5
-    "cond(A) too large for machine precision",  # 6
-    "iteration limit reached before convergence",  # 7
-    "non-finite value (NaN/Inf) in b or in the operator's output",  # 8
-    "stop test met by the recurrences but not by the true residual: x is not trusted",  # 9
-    "A is not linear: A(0) != 0 (an offset A v + c)",  # 10
-)
-CONVERGED_CODES: tuple[int, ...] = (0, 1, 2, 4, 5)
-NOT_TRUSTED, NOT_LINEAR = 9, 10
-
-
-@dataclass(frozen=True)
-class LSMROptions:
-    """Tolerances of one LSMR solve (SciPy's meaning and defaults); ``maxiter=None`` is min(m, n).
-
-    atol, btol: finite, >= 0. conlim: >= 0; 0 or inf means no limit (as in SciPy). maxiter: None or
-    an integer in [0, 2**31 - 2] (iteration counts are int32). NumPy scalars become Python numbers.
-    A traced atol/btol is accepted for the solvers and traces called directly (they use it as an
-    array) but refused where the options are static, hashed configuration (``lstsq``).
-    """
-
-    atol: float = 1e-6
-    btol: float = 1e-6
-    conlim: float = 1e8
-    maxiter: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "atol", _tolerance("atol", self.atol))
-        object.__setattr__(self, "btol", _tolerance("btol", self.btol))
-        object.__setattr__(self, "conlim", _condition_limit(self.conlim))
-        object.__setattr__(self, "maxiter", _iteration_cap(self.maxiter))
-
-    def __hash__(self) -> int:
-        self.check_static()
-        return hash((self.atol, self.btol, self.conlim, self.maxiter))
-
-    def check_static(self) -> None:
-        """Raise TypeError if atol or btol is traced (a compiled solve is keyed on the options)."""
-        for name in ("atol", "btol"):
-            if isinstance(getattr(self, name), jax.core.Tracer):
-                raise TypeError(f"{name} is traced: {_STATIC_TOLERANCES}")
-
-    def iteration_limit(self, m: int, n: int) -> int:
-        return min(m, n) if self.maxiter is None else self.maxiter
-
-
-_STATIC_TOLERANCES = "tolerances are static Python floats and cannot be traced (pass a float, not a jit/vmap argument)"
-MAX_ITERATIONS = 2**31 - 2  # the largest maxiter: iteration counts are int32
-
-
-def _real(name: str, value: Any) -> float:
-    """A Python or NumPy real number (not bool, not an array, not traced) as a Python float."""
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} is traced: {_STATIC_TOLERANCES}")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a Python float, got {type(value).__name__} {value!r}")
-    return float(value)
-
-
-def _tolerance(name: str, value: Any) -> Any:
-    """atol/btol: a finite float >= 0 (a tracer passes through, see ``LSMROptions.check_static``)."""
-    if isinstance(value, jax.core.Tracer):
-        return value
-    value = _real(name, value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    return value
-
-
-def _condition_limit(value: Any) -> float:
-    """conlim: a float >= 0 (0 and inf: no limit)."""
-    value = _real("conlim", value)
-    if not value >= 0:
-        raise ValueError(f"conlim must be >= 0 (0 or inf: no limit), got {value}")
-    return value
-
-
-def _iteration_cap(value: Any) -> int | None:
-    """maxiter: None or a Python int in [0, MAX_ITERATIONS]."""
-    if value is None:
-        return None
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError("maxiter is traced: the iteration limit is a static Python int and cannot be traced")
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"maxiter must be None or an integer, got {type(value).__name__} {value!r}")
-    if not 0 <= value <= MAX_ITERATIONS:
-        raise ValueError(f"maxiter must be None or an integer in [0, {MAX_ITERATIONS}] (int32 counts), got {value}")
-    return int(value)
-
-
-class LstSqInfo(NamedTuple):
-    """What a solve reports. Arrays, so that it can leave ``jit`` and ``vmap``."""
-
-    iterations: jax.Array  # number of iterations run
-    istop: jax.Array  # stop reason, index into STOP_REASONS (SciPy's codes, plus 8)
-    normr: jax.Array  # ||b - A x|| (for damp > 0: of the stacked residual [b - Ax; -damp x])
-    normar: jax.Array  # ||A^T r - damp^2 x||
-    norma: jax.Array  # Frobenius-norm estimate of [A; damp I]
-    conda: jax.Array  # condition-number estimate of [A; damp I]
-    normx: jax.Array  # ||x||
-
-    @property
-    def reason(self) -> str:
-        """Readable stop reason (needs a concrete, unbatched ``istop``)."""
-        return STOP_REASONS[int(self.istop)]
-
-    @property
-    def converged(self) -> jax.Array:
-        return jnp.isin(self.istop, jnp.asarray(CONVERGED_CODES))
+from lsqlab.solver import NOT_TRUSTED, LstSqInfo, SolverOptions
 
 
 class _State(NamedTuple):
@@ -220,7 +102,7 @@ def lsmr(
     b: jax.Array,
     damp: jax.Array | float = 0.0,
     x0: Any = None,
-    options: LSMROptions = LSMROptions(),
+    options: SolverOptions = SolverOptions(),
 ) -> tuple[Any, LstSqInfo]:
     """Solve ``min ||A x - b||^2 + damp^2 ||x||^2`` for 1-D ``b``; from ``x0 = 0`` the minimum-norm solution.
     x (and x0) live where ``op.rmv`` maps to: an array, or a pytree of arrays (``op.shape[1]`` its
@@ -248,7 +130,7 @@ def _power_of_two(value: jax.Array) -> jax.Array:
 
 
 def lsmr_fixed_iterations(
-    op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations: int, options: LSMROptions = LSMROptions()
+    op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations: int, options: SolverOptions = SolverOptions()
 ) -> tuple[jax.Array, LstSqInfo]:
     """The same iteration as a ``lax.scan`` of exactly ``iterations`` steps (frozen once a stop test
     holds), so that JAX can differentiate it by unrolling: the baseline the adjoint rules replace."""
@@ -272,7 +154,7 @@ class SolverTrace(NamedTuple):
 
 
 def lsmr_trace(
-    op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations: int, options: LSMROptions = LSMROptions()
+    op: LinearMap, b: jax.Array, damp: jax.Array | float, iterations: int, options: SolverOptions = SolverOptions()
 ) -> SolverTrace:
     """Run exactly ``iterations`` LSMR steps, ignoring the stop tests, and record every iterate."""
     step = _iteration(op, b, damp, options, iterations)
@@ -318,7 +200,7 @@ def _start(op: LinearMap, b: jax.Array, damp: jax.Array | float, x0: Any) -> _St
     )
 
 
-def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: LSMROptions,
+def _iteration(op: LinearMap, b: jax.Array, damp: jax.Array | float, options: SolverOptions,
                maxiter: int) -> Callable[[_State], _State]:
     """One LSMR step (bidiagonalisation, rotations, update of x and of the estimates, stop tests)."""
     dtype = b.dtype
@@ -416,7 +298,7 @@ def _stop_code(itn, maxiter, normr, normar, norma, conda, normx, normb, atol, bt
     return code
 
 
-def verify_stop(op: LinearMap, b: jax.Array, damp: jax.Array, x: Any, info: LstSqInfo, options: LSMROptions,
+def verify_stop(op: LinearMap, b: jax.Array, damp: jax.Array, x: Any, info: LstSqInfo, options: SolverOptions,
                 norm_a: jax.Array, slack: float = 10.0) -> LstSqInfo:
     """Check a converged stop code against the true residual of min ||A x - b||^2 + damp^2 ||x||^2.
 

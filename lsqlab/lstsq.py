@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsqlab.gradients import RuleConfig, Solver, solve_lstsq
-from lsqlab.lsmr import NOT_LINEAR, LSMROptions, LstSqInfo, lsmr
+from lsqlab.gradients import RuleConfig, solve_lstsq
+from lsqlab.lsmr import lsmr
 from lsqlab.operators import as_operator, check_damp, is_concrete, matmul, read_back
 from lsqlab.preconditioners import Preconditioned, Preconditioner, check_preconditioner_finite
+from lsqlab.solver import NOT_LINEAR, LstSqInfo, Solver, SolverOptions
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -39,11 +40,8 @@ def lstsq(
     damp: float | jax.Array = 0.0,
     x0: Any = None,
     domain: Any = None,
-    atol: float = 1e-6,
-    btol: float = 1e-6,
-    conlim: float = 1e8,
-    maxiter: int | None = None,
-    backward: LSMROptions | None = None,
+    options: SolverOptions | None = None,
+    backward: SolverOptions | None = None,
     assume_full_rank: bool = True,
     solver: Solver = lsmr,
     preconditioner: Preconditioner | None = None,
@@ -58,14 +56,14 @@ def lstsq(
         on it is taken by its value at run time, so ``vmap`` over damp values works.
       x0: warm start (not differentiated); for a function ``A`` it also fixes the input space.
       domain: the input space of a function ``A`` when no ``x0`` is given (arrays or ShapeDtypeStructs).
-      atol, btol, conlim, maxiter: LSMR stopping rules, as in ``scipy.sparse.linalg.lsmr``.
-      backward: options of the solves inside the derivative rules (default: the forward ones).
+      options: the solver's stopping rules (default ``SolverOptions()``: SciPy's ``lsmr`` defaults).
+      backward: options of the solves inside the derivative rules (default: ``options``).
       assume_full_rank: for damp = 0, assume A has full column (tall) or row (wide) rank (with damp > 0
         the rules are exact at any rank). Set False for rank-deficient problems: exact first
         derivatives at constant rank when undamped, and the row-space part of each derivative kept
         apart from the O(1 / damp^2) null-space part when damped, for one more solve forward and one
         more backward.
-      solver: any function ``(op, b, damp, x0, options) -> (x, info)`` returning LstSq.
+      solver: a :class:`~lsqlab.solver.Solver`, ``(op, b, damp, x0, options) -> (x, info)``, returning LstSq.
       preconditioner: a right preconditioner P from :mod:`lsqlab.preconditioners` (the solver runs on
         [A P; damp P] and returns x = P y; the derivative rules' solves are preconditioned too). The
         answer does not depend on P: a wide problem with damp 0 is refused (a right preconditioner
@@ -73,7 +71,7 @@ def lstsq(
         stop code is checked on the true residual (istop 9 when it does not hold there).
 
     Returns:
-      ``(x, info)`` with ``info`` an :class:`~lsqlab.lsmr.LstSqInfo` (iterations, istop and its
+      ``(x, info)`` with ``info`` an :class:`~lsqlab.solver.LstSqInfo` (iterations, istop and its
       ``reason``, ||r||, ||A^T r||, estimates of ||A|| and cond(A), ||x||). Non-convergence is
       reported in ``info.istop`` (7: iteration limit; 8: NaN/Inf met; 9: not trusted; 10: A(0) != 0),
       never raised under ``jit``.
@@ -90,12 +88,14 @@ def lstsq(
         solver = Preconditioned(solver)
         _check_preconditioner(preconditioner, problem.shape, damp, x0)
         preconditioner = jax.lax.stop_gradient(preconditioner)
-    forward = LSMROptions(atol, btol, conlim, maxiter)
-    for options in (forward, backward):
-        if isinstance(options, LSMROptions):
-            options.check_static()
+    forward = SolverOptions() if options is None else options
+    backward = forward if backward is None else backward
+    for given in (forward, backward):
+        if not isinstance(given, SolverOptions):
+            raise TypeError(f"options and backward must be SolverOptions or None, got {type(given).__name__}")
+        given.check_static()
     config = RuleConfig(
-        solver=solver, forward=forward, backward=forward if backward is None else backward,
+        solver=solver, forward=forward, backward=backward,
         shape=problem.shape, assume_full_rank=assume_full_rank,
     )
     x0_flat = None if problem.x0 is None else jax.lax.stop_gradient(problem.x0)

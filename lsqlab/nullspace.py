@@ -23,6 +23,7 @@ optimiser matters).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
@@ -32,18 +33,22 @@ import numpy as np
 
 from lsqlab import multipliers
 from lsqlab.constraints import Pointwise, Selection, selection_residual, selection_tangent
-from lsqlab.lsmr import STOP_REASONS, LSMROptions, LstSqInfo, lsmr, tree_norm
+from lsqlab.lsmr import lsmr, tree_norm
 from lsqlab.operators import LinearMap, check_finite, is_concrete
+from lsqlab.solver import STOP_REASONS, LstSqInfo, SolverOptions
 
 Constraint = Callable[..., jax.Array]  # constraint(params, **constraint_args) -> c, a 1-D array
 
 ORDERS = ("both", "before", "after")
-NOT_PROJECTED = -1  # istop of a step that was not projected (warm-up)
+DEFAULT_OPTIONS = SolverOptions(atol=1e-10, btol=1e-10, conlim=1e12)
+"""The LSMR options of the solves on J when ``options=None``. Here, in :func:`project` and
+:func:`transform`, ``maxiter=None`` means 2 m + 10 (m constraints), not min(m, p)."""
+NOT_PROJECTED = -1  # istop of the initial state (no step taken yet)
 CLOSED_FORM = -2  # istop of a selection's step (no solve)
 GRAM_CONVERGED, GRAM_LIMIT = -3, -4  # istop of a Gram-form CG solve: rtol met / maxiter reached
 GRAM_DENSE = -5  # istop of a dense Gram-form solve (J formed, pseudo-inverse of J J^T)
 _REASONS = {
-    NOT_PROJECTED: "not projected (warm-up step)",
+    NOT_PROJECTED: "not projected (no step taken yet)",
     CLOSED_FORM: "closed form (a selection constraint: no solve)",
     GRAM_CONVERGED: "Gram-form CG: ||J d + gamma c|| <= rtol ||J u + gamma c||",
     GRAM_LIMIT: "Gram-form CG: iteration limit reached before rtol",
@@ -58,11 +63,8 @@ class ProjectionInfo(NamedTuple):
     linearized_violation: ||J d + gamma c||, the first-order violation after the step d (0 up to the
       solver tolerance when J has full row rank; > 0 when c is not in the range of J).
     iterations: solver iterations, summed over the solves of the step (0 for a selection).
-    istop: stop code of the last solve: LSMR's (``STOP_REASONS``) or one of -1 (not projected, in
-      warm-up), -2 (closed form), -3/-4 (Gram-form CG met rtol / hit maxiter); ``reason`` reads it.
+    istop: stop code of the last solve: LSMR's (``STOP_REASONS``) or one of -1 (no step yet), -2 (closed form), -3/-4 (Gram-form CG met rtol / hit maxiter); ``reason`` reads it.
     conda: LSMR's estimate of cond(J) on the Krylov space it explored (NaN for the other solvers).
-    redundancy: estimate of m - rank(J) from one Gaussian probe w, m ||(I - J J^+) w||^2 / ||w||^2
-      (0 up to solver tolerance at full row rank); NaN unless ``probe_rank=True``.
     preconditioner_age: steps since the Gram form's preconditioner was built (-1: none).
     """
 
@@ -71,7 +73,6 @@ class ProjectionInfo(NamedTuple):
     iterations: jax.Array
     istop: jax.Array
     conda: jax.Array
-    redundancy: jax.Array
     preconditioner_age: jax.Array
 
     @property
@@ -89,7 +90,7 @@ class _Linearized(NamedTuple):
     jvp: Callable[[Any], jax.Array]
     vjp: Callable[[jax.Array], Any]
     params: Any
-    options: LSMROptions
+    options: SolverOptions
     rows: Any = None
 
 
@@ -99,11 +100,7 @@ def project(
     update: Any,
     *,
     gamma: float | jax.Array = 0.0,
-    atol: float = 1e-10,
-    btol: float = 1e-10,
-    conlim: float = 1e12,
-    maxiter: int | None = None,
-    probe_rank: bool = False,
+    options: SolverOptions | None = None,
     **constraint_args: Any,
 ) -> tuple[Any, ProjectionInfo]:
     """Project an update onto the constraint's tangent space and add a correction towards c = 0.
@@ -117,9 +114,8 @@ def project(
         there are parameters, or a :class:`~lsqlab.constraints.Selection`.
       params, update: pytrees of the same structure and shapes.
       gamma: fraction of the violation removed per step, in [0, 1].
-      atol, btol, conlim, maxiter: LSMR stopping rules of the solve on J (``maxiter=None``: 2 m + 10).
-        The projection is only as exact as this solve.
-      probe_rank: spend one more solve to estimate m - rank(J) (``info.redundancy``).
+      options: LSMR's stopping rules for the solve on J (None: :data:`DEFAULT_OPTIONS`; ``maxiter=None``
+        is 2 m + 10). The projection is only as exact as this solve.
       constraint_args: passed on to ``constraint`` (collocation points, a batch, a key).
 
     Sharded params and update (eagerly or under ``jit``, one host or several processes): d keeps
@@ -133,24 +129,21 @@ def project(
         _check_selection(constraint, params, constraint_args)
         return _project_selection(constraint.arrays, params, update, gamma, tangent=True)
     update = _checked_update(update, params)
-    options = _lsmr_options(atol, btol, conlim, maxiter)
-    projected, info, c, jacobian_update = _project_compiled(constraint, options, probe_rank, params, update, gamma,
-                                                            constraint_args)
+    options = _lsmr_options(options)
+    projected, info, c, jacobian_update = _project_compiled(constraint, options, params, update, gamma, constraint_args)
     check_finite("the constraint value c(params)", c)
     check_finite("J u (the constraint's Jacobian at params applied to the update)", jacobian_update)
     return projected, info
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _project_compiled(constraint: Constraint, options: LSMROptions, probe_rank: bool, params: Any, update: Any,
+@partial(jax.jit, static_argnums=(0, 1))
+def _project_compiled(constraint: Constraint, options: SolverOptions, params: Any, update: Any,
                       gamma: Any, constraint_args: dict) -> tuple[Any, ProjectionInfo, jax.Array, jax.Array]:
     """:func:`project`'s generic path, compiled once per (constraint, options, shapes): called eagerly in a
     loop (the widgets do), it would otherwise compile LSMR's loop at every call. Also returns c and J u,
     for the finiteness checks that can only run outside."""
     lin = _linearize(constraint, params, constraint_args, options)
     projected, info = _project_lsmr(lin, update, gamma)
-    if probe_rank:
-        info = info._replace(redundancy=_redundancy(lin))
     return projected, info, lin.c, lin.jvp(update)
 
 
@@ -159,15 +152,10 @@ def transform(
     constraint: Constraint,
     *,
     gamma: float,
-    warmup_steps: int = 0,
     order: str = "both",
-    atol: float = 1e-10,
-    btol: float = 1e-10,
-    conlim: float = 1e12,
-    maxiter: int | None = None,
+    options: SolverOptions | None = None,
     gram: multipliers.GramCG | multipliers.GramDense | None = None,
     num_constraints: int | None = None,
-    probe_rank: bool = False,
 ) -> Any:
     """Wrap an optax optimiser ``base`` so that each step satisfies c(theta) = 0 to first order.
 
@@ -184,15 +172,12 @@ def transform(
 
     The solves: closed form for a :class:`~lsqlab.constraints.Selection` (its mask is kept in the
     state as arrays, so a compiled step does not embed it as a constant); else LSMR from zero with
-    ``atol, btol, conlim, maxiter``; or, with ``gram=GramCG(...)``, CG on (J J^T) y = rhs, each of
+    ``options`` (as in :func:`project`); or, with ``gram=GramCG(...)``, CG on (J J^T) y = rhs, each of
     the step's solves warm-started from its own multipliers of the previous step, with an optional
     Nystrom preconditioner rebuilt every ``refresh_every`` steps (``num_constraints`` = m is needed
     when the constraint takes arguments, to size the multipliers at init); or, with
     ``gram=GramDense()`` for small m, J formed once per step and (J J^T)^+ shared by both solves
     (see :mod:`lsqlab.multipliers`).
-
-    Steps ``0 .. warmup_steps - 1`` are plain ``base`` updates; step ``warmup_steps`` is the first
-    projected one (``warmup_steps=0``: every step is projected).
 
     Sharded parameters: steps keep the parameters' sharding and no solver gathers a parameter. With
     a Selection the step is elementwise (the mask in the state keeps its own sharding: shard it like
@@ -207,8 +192,6 @@ def transform(
 
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    if warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     _check_gamma(gamma)
     selection = isinstance(constraint, Selection)
     if gram is not None:
@@ -216,7 +199,7 @@ def transform(
             raise ValueError("a Selection is projected in closed form: leave gram=None")
         gram.check()
     base = optax.with_extra_args_support(base)
-    options = _lsmr_options(atol, btol, conlim, maxiter)
+    options = _lsmr_options(options)
 
     def init(params: Any) -> NullSpaceState:
         dtype = _parameter_dtype(params)
@@ -246,7 +229,6 @@ def transform(
             return _Projector(
                 lambda u, s: (*_project_lsmr(lin, u, 0.0), s),
                 lambda u, tangent, s: (*_project_lsmr(lin, u, gamma, tangent=tangent), s),
-                lin,
             ), None
         if isinstance(gram, multipliers.GramDense):
             m, dtype = lin.c.shape[0], lin.c.dtype
@@ -255,12 +237,10 @@ def transform(
             return _Projector(
                 lambda u, s: (*_project_dense(lin, u, 0.0, True, factor), s),
                 lambda u, tangent, s: (*_project_dense(lin, u, gamma, tangent, factor), s),
-                lin,
             ), None
         return _Projector(
             lambda u, s: _project_gram(lin, u, 0.0, True, "y_tangent", s, gram),
             lambda u, tangent, s: _project_gram(lin, u, gamma, tangent, "y_step", s, gram),
-            lin,
         ), _GramState.refreshed(state.solver_state, lin, gram, state.count)
 
     def projected_step(updates: Any, state: NullSpaceState, params: Any, constraint_args: dict):
@@ -273,13 +253,7 @@ def transform(
             step, base_state = base.update(tangent_grad, state.base_state, params)
             step, info, solver_state = projection.full(step, order == "both", solver_state)
             info = info._replace(iterations=info.iterations + grad_info.iterations)
-        if probe_rank and not selection:
-            info = info._replace(redundancy=_redundancy(projection.lin))
         return step, base_state, info, solver_state
-
-    def plain_step(updates: Any, state: NullSpaceState, params: Any):
-        step, base_state = base.update(updates, state.base_state, params)
-        return step, base_state, _unprojected_info(_parameter_dtype(params)), state.solver_state
 
     def update(updates: Any, state: NullSpaceState, params: Any = None, **constraint_args: Any):
         if params is None:
@@ -291,14 +265,7 @@ def transform(
         _check_same_structure(params, updates)
         if selection:
             _check_selection(constraint, params, constraint_args)
-        if warmup_steps == 0:
-            step, base_state, info, solver_state = projected_step(updates, state, params, constraint_args)
-        else:
-            step, base_state, info, solver_state = jax.lax.cond(
-                state.count < warmup_steps,
-                lambda: plain_step(updates, state, params),
-                lambda: projected_step(updates, state, params, constraint_args),
-            )
+        step, base_state, info, solver_state = projected_step(updates, state, params, constraint_args)
         count = state.count + jnp.ones([], jnp.int32)
         return step, NullSpaceState(base_state, count, info, solver_state)
 
@@ -355,7 +322,6 @@ class _GramState(NamedTuple):
 class _Projector(NamedTuple):
     tangent: Callable[[Any, Any], tuple[Any, ProjectionInfo, Any]]
     full: Callable[[Any, bool, Any], tuple[Any, ProjectionInfo, Any]]
-    lin: _Linearized | None = None  # the step's linearisation (None for a selection)
 
 
 def _constraint_count(constraint: Constraint, params: Any, num_constraints: int | None) -> int:
@@ -369,13 +335,17 @@ def _constraint_count(constraint: Constraint, params: Any, num_constraints: int 
                          f"when the constraint needs arguments ({error})") from None
 
 
-def _lsmr_options(atol: float, btol: float, conlim: float, maxiter: int | None) -> LSMROptions:
-    options = LSMROptions(atol, btol, conlim, maxiter)
+def _lsmr_options(options: SolverOptions | None) -> SolverOptions:
+    """``options`` checked (None: :data:`DEFAULT_OPTIONS`)."""
+    if options is None:
+        return DEFAULT_OPTIONS
+    if not isinstance(options, SolverOptions):
+        raise TypeError(f"options must be SolverOptions or None, got {type(options).__name__}")
     options.check_static()
     return options
 
 
-def _linearize(constraint: Constraint, params: Any, constraint_args: dict, options: LSMROptions) -> _Linearized:
+def _linearize(constraint: Constraint, params: Any, constraint_args: dict, options: SolverOptions) -> _Linearized:
     """c(theta), v -> J v and its transpose from one ``jax.linearize`` (c evaluated once); checks m < p
     and finiteness."""
     c, jvp = jax.linearize(lambda theta: constraint(theta, **constraint_args), params)
@@ -384,7 +354,7 @@ def _linearize(constraint: Constraint, params: Any, constraint_args: dict, optio
     return _Linearized(c, jvp, lambda w: transpose(w)[0], params, options)
 
 
-def _from_rows(constraint: Pointwise, params: Any, constraint_args: dict, options: LSMROptions) -> _Linearized:
+def _from_rows(constraint: Pointwise, params: Any, constraint_args: dict, options: SolverOptions) -> _Linearized:
     """c(theta) and J formed point by point (:meth:`Pointwise.jacobian_rows`); J v and J^T w from the rows."""
     c = constraint(params, **constraint_args)
     _check_value(c, params)
@@ -418,7 +388,7 @@ def _lsmr_on_j(lin: _Linearized, rhs: jax.Array) -> tuple[Any, LstSqInfo]:
                          shape=(m, _parameter_count(lin.params)))
     options = lin.options
     if options.maxiter is None:
-        options = LSMROptions(options.atol, options.btol, options.conlim, 2 * m + 10)
+        options = replace(options, maxiter=2 * m + 10)
     z, info = lsmr(operator, rhs, 0.0, None, options)
     return own(z, lin.params), info
 
@@ -504,22 +474,13 @@ def _checked_update(update: Any, params: Any) -> Any:
 def _info(c: jax.Array | None, linearized_violation: jax.Array, iterations: jax.Array, istop: jax.Array,
           conda: jax.Array, violation: jax.Array | None = None) -> ProjectionInfo:
     violation = jnp.linalg.norm(c) if violation is None else violation
-    nan = jnp.full([], jnp.nan, violation.dtype)
     return ProjectionInfo(violation, linearized_violation, jnp.asarray(iterations, jnp.int32),
-                          jnp.asarray(istop, jnp.int32), conda, nan, jnp.full([], -1, jnp.int32))
-
-
-def _redundancy(lin: _Linearized) -> jax.Array:
-    """m ||(I - J J^+) w||^2 / ||w||^2 for a fixed Gaussian w: an estimate of m - rank(J)."""
-    m = lin.c.shape[0]
-    w = jnp.asarray(np.random.default_rng(0).standard_normal(m), lin.c.dtype)
-    _, info = _lsmr_on_j(lin, w)
-    return m * info.normr**2 / jnp.sum(w**2)
+                          jnp.asarray(istop, jnp.int32), conda, jnp.full([], -1, jnp.int32))
 
 
 def _unprojected_info(dtype: Any) -> ProjectionInfo:
     nan = jnp.full([], jnp.nan, dtype)
-    return ProjectionInfo(nan, nan, jnp.zeros([], jnp.int32), jnp.full([], NOT_PROJECTED, jnp.int32), nan, nan,
+    return ProjectionInfo(nan, nan, jnp.zeros([], jnp.int32), jnp.full([], NOT_PROJECTED, jnp.int32), nan,
                           jnp.full([], -1, jnp.int32))
 
 

@@ -26,11 +26,12 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
-from lsqlab.lsmr import LstSqInfo, verify_stop
+from lsqlab.lsmr import verify_stop
 from lsqlab.operators import (
     LinearMap, as_operator, check_damp, check_finite, frobenius_norm, golub_kahan_products, is_concrete, linear_map,
     matmul,
 )
+from lsqlab.solver import LstSqInfo
 
 
 class ColumnScaling(NamedTuple):
@@ -222,11 +223,12 @@ def sketch_preconditioner(
     ``rank_revealing`` (default): a complete orthogonal decomposition of R (LAPACK gelsy's): pivoted
     QR R Pi = Q R_p, rank k = #{|(R_p)_jj| > ``rcond`` |(R_p)_11|} (default rcond n * eps), then
     [R11 R12] = T Z and P = Pi Z^T T^{-1}, whose range is the numerical row space of A, so
-    rank-deficient undamped problems keep their minimum-norm answer (4x cheaper than an SVD of R).
+    rank-deficient undamped problems keep their minimum-norm answer (QR steps only: cheaper than an SVD of R).
     Otherwise P = R^{-1} (full column rank only). Either P is formed once, so that each application
     is a matrix-vector product rather than a triangular solve.
-    ``factor_dtype=jnp.float32`` sketches and factorises a float64 matrix in float32 (about twice as
-    fast; R^{-1} and the rank-revealing step stay in A's precision): P only has to be approximate,
+    ``factor_dtype=jnp.float32`` sketches and factorises a float64 matrix in float32 (half the bytes
+    and faster arithmetic, timed in benchmarks/bench_preconditioners.py; R^{-1} and the rank-revealing
+    step stay in A's precision): P only has to be approximate,
     since the solve on [A P; damp P] stays in A's precision, and a float32 R still gives
     cond(A P) = O(1) while cond(A) * eps32 << 1 (cond(A) up to about 1e6).
     ``factorisation="cholesky"`` takes R from the Cholesky factor of the sketch's Gram matrix formed

@@ -44,7 +44,7 @@ jax.config.update("jax_enable_x64", True)  # before any array is created
 import jax.numpy as jnp
 import numpy as np
 
-from lsqlab import lstsq
+from lsqlab import SolverOptions, lstsq
 from lsqlab.lab.regression import fit_damped, fit_weights, make_problem, rmse
 from lsqlab.lab.smoke import scaled
 from lsqlab.widgets import DampingExplorer
@@ -60,7 +60,7 @@ key_A, key_b = jax.random.split(jax.random.key(0))
 A = jax.random.normal(key_A, (m, n))
 b = jax.random.normal(key_b, (m,))
 
-x, info = lstsq(A, b, atol=1e-12, btol=1e-12)
+x, info = lstsq(A, b, options=SolverOptions(atol=1e-12, btol=1e-12))
 x_dense = jnp.linalg.lstsq(A, b)[0]
 print(f"{int(info.iterations)} iterations, stop code {int(info.istop)}, ||r|| = {float(info.normr):.4f}")
 assert jnp.allclose(x, x_dense, rtol=1e-8, atol=1e-10)
@@ -75,7 +75,7 @@ assert jnp.allclose(x, x_dense, rtol=1e-8, atol=1e-10)
 
 # %%
 def loss(A):
-    x, _ = lstsq(A, b, damp=0.1, atol=1e-12, btol=1e-12)
+    x, _ = lstsq(A, b, damp=0.1, options=SolverOptions(atol=1e-12, btol=1e-12))
     return jnp.sum(x**2)
 
 

@@ -51,7 +51,7 @@ jax.config.update("jax_enable_x64", True)  # before any array is created
 import jax.numpy as jnp
 import numpy as np
 
-from lsqlab import STOP_REASONS, lstsq
+from lsqlab import STOP_REASONS, SolverOptions, lstsq
 from lsqlab.lsmr import lsmr_trace
 from lsqlab.operators import linear_map, matmul
 from lsqlab.preconditioners import sketch_preconditioner
@@ -59,7 +59,7 @@ from lsqlab.lab.problems import matrix_with_spectrum
 from lsqlab.lab.smoke import scaled
 
 rng = np.random.default_rng(1)
-TIGHT = dict(atol=1e-12, btol=1e-12, maxiter=2000)
+TIGHT = SolverOptions(atol=1e-12, btol=1e-12, maxiter=2000)
 
 
 def spectrum_matrix(m, n, singular_values):
@@ -79,7 +79,7 @@ cases = {
 }
 for name, (A, lam) in cases.items():
     b = rng.standard_normal(A.shape[0])
-    x, info = lstsq(A, b, damp=lam, **TIGHT)
+    x, info = lstsq(A, b, damp=lam, options=TIGHT)
     stacked = np.vstack([A, lam * np.eye(A.shape[1])])
     reference = np.linalg.pinv(stacked, rcond=1e-10) @ np.concatenate([b, np.zeros(A.shape[1])])
     print(f"{name:<30} {int(info.iterations):3d} iterations, relative error {relative_error(x, reference):.1e}")
@@ -101,7 +101,7 @@ b = A @ x_true
 by_normal_equations = np.linalg.solve(A.T @ A, A.T @ b)
 Q, R = np.linalg.qr(A)
 by_qr = np.linalg.solve(R, Q.T @ b)
-by_lsmr, info = lstsq(A, b, atol=1e-15, btol=1e-15, conlim=1e12, maxiter=2000)
+by_lsmr, info = lstsq(A, b, options=SolverOptions(atol=1e-15, btol=1e-15, conlim=1e12, maxiter=2000))
 errors = {"normal equations": relative_error(by_normal_equations, x_true), "QR": relative_error(by_qr, x_true),
           "LSMR": relative_error(by_lsmr, x_true)}
 for name, error in errors.items():
@@ -186,10 +186,10 @@ b = rng.standard_normal(300)
 exact = np.linalg.lstsq(A, b, rcond=None)[0]
 results = {}
 for tol in (1e-3, 1e-6, 1e-9):
-    x, info = lstsq(A, b, atol=tol, btol=tol, maxiter=1000)
+    x, info = lstsq(A, b, options=SolverOptions(atol=tol, btol=tol, maxiter=1000))
     results[tol] = (int(info.iterations), relative_error(x, exact))
     print(f"atol = btol = {tol:.0e}: {results[tol][0]:4d} iterations, istop {int(info.istop)}, error {results[tol][1]:.1e}")
-_, info = lstsq(A, b, atol=1e-12, btol=1e-12, maxiter=10)
+_, info = lstsq(A, b, options=SolverOptions(atol=1e-12, btol=1e-12, maxiter=10))
 print("maxiter = 10:", info.reason)
 assert int(info.istop) == 7
 assert results[1e-3][0] < results[1e-6][0] < results[1e-9][0] and results[1e-9][1] < results[1e-3][1]
@@ -214,8 +214,7 @@ def smoothing_operator(x):
     return x, lam * (x[1:] - x[:-1])
 
 
-x, info = lstsq(smoothing_operator, (jnp.asarray(noisy), jnp.zeros(n - 1)), x0=jnp.zeros(n), atol=1e-10,
-                btol=1e-10, maxiter=5000)
+x, info = lstsq(smoothing_operator, (jnp.asarray(noisy), jnp.zeros(n - 1)), x0=jnp.zeros(n), options=SolverOptions(atol=1e-10, btol=1e-10, maxiter=5000))
 D = np.diff(np.eye(n), axis=0)
 reference = np.linalg.solve(np.eye(n) + lam**2 * D.T @ D, noisy)
 print(f"{int(info.iterations)} iterations; error against the dense solve {relative_error(x, reference):.1e}; "
@@ -239,15 +238,15 @@ m, n = scaled((2000, 500), (400, 100))
 A = jnp.asarray(spectrum_matrix(m, n, np.logspace(0, -6, n)))
 b = jnp.asarray(rng.standard_normal(m))
 exact = np.linalg.lstsq(np.asarray(A), np.asarray(b), rcond=None)[0]
-options = dict(atol=1e-12, btol=1e-12, maxiter=10 * n)
-x_plain, plain = lstsq(A, b, **options)
-x_prec, prec = lstsq(A, b, preconditioner=sketch_preconditioner(A, jax.random.key(0)), **options)
+options = SolverOptions(atol=1e-12, btol=1e-12, maxiter=10 * n)
+x_plain, plain = lstsq(A, b, options=options)
+x_prec, prec = lstsq(A, b, preconditioner=sketch_preconditioner(A, jax.random.key(0)), options=options)
 print(f"plain LSMR:          {int(plain.iterations):5d} iterations, {plain.reason}, error {relative_error(x_plain, exact):.1e}")
 print(f"sketch-preconditioned: {int(prec.iterations):3d} iterations, {prec.reason}, error {relative_error(x_prec, exact):.1e}")
 assert int(plain.istop) == 7 and int(prec.iterations) < 100 and relative_error(x_prec, exact) < 1e-8
 fast = sketch_preconditioner(A, jax.random.key(0), oversampling=3, sparse_nonzeros=4, rank_revealing=False,
                              factor_dtype=jnp.float32, factorisation="cholesky")
-x_fast, info_fast = lstsq(A, b, preconditioner=fast, **options)
+x_fast, info_fast = lstsq(A, b, preconditioner=fast, options=options)
 print(f"fast recipe (s = 3n, float32 sketch, Cholesky): {int(info_fast.iterations)} iterations, "
       f"error {relative_error(x_fast, exact):.1e}")
 assert int(info_fast.iterations) < 100 and relative_error(x_fast, exact) < 1e-8
@@ -430,8 +429,8 @@ assert 10 * qr_error < normal_error < 1e-8
 # 2. Code 1 (||r|| small: the residual itself can vanish) instead of 2; about as many iterations,
 #    since both rates are set by the spectrum of A.
 A2 = spectrum_matrix(300, 60, np.logspace(0, -2, 60))
-_, consistent = lstsq(A2, A2 @ rng.standard_normal(60), atol=1e-9, btol=1e-9, maxiter=1000)
-_, inconsistent = lstsq(A2, rng.standard_normal(300), atol=1e-9, btol=1e-9, maxiter=1000)
+_, consistent = lstsq(A2, A2 @ rng.standard_normal(60), options=SolverOptions(atol=1e-9, btol=1e-9, maxiter=1000))
+_, inconsistent = lstsq(A2, rng.standard_normal(300), options=SolverOptions(atol=1e-9, btol=1e-9, maxiter=1000))
 assert int(consistent.istop) == 1 and int(inconsistent.istop) == 2
 assert abs(int(consistent.iterations) - int(inconsistent.iterations)) < 0.25 * int(inconsistent.iterations)
 # 3. LSMR's ||A^T r_k||: it is what LSMR minimises; CGLS's rises and falls.

@@ -47,14 +47,14 @@ jax.config.update("jax_enable_x64", True)  # before any array is created
 import jax.numpy as jnp
 import numpy as np
 
-from lsqlab import LSMROptions, lstsq
+from lsqlab import SolverOptions, lstsq
 from lsqlab.lsmr import lsmr_fixed_iterations
 from lsqlab.operators import linear_map, matmul
 from lsqlab.lab.problems import matrix_with_spectrum
 from lsqlab.lab.smoke import scaled
 
 rng = np.random.default_rng(0)
-TIGHT = dict(atol=1e-13, btol=1e-13, maxiter=5000)
+TIGHT = SolverOptions(atol=1e-13, btol=1e-13, maxiter=5000)
 
 
 def spectrum_matrix(m, n, singular_values):
@@ -99,7 +99,7 @@ w = rng.standard_normal(n)
 
 def loss(A, b, damp=0.0, **kwargs):
     """mu(x) = <w, x> + |x|^2 / 2, so that g = w + x depends on the solution."""
-    x, _ = lstsq(A, b, damp=damp, **TIGHT, **kwargs)
+    x, _ = lstsq(A, b, damp=damp, options=TIGHT, **kwargs)
     return jnp.dot(w, x) + 0.5 * jnp.dot(x, x)
 
 
@@ -271,14 +271,14 @@ b_big = jnp.asarray(rng.standard_normal(m))
 
 
 def adjoint_grad(k):
-    opts = LSMROptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k)
-    return jax.jit(jax.grad(lambda b: jnp.sum(lstsq(A_big, b, atol=0.0, btol=0.0, conlim=0.0, maxiter=k,
+    opts = SolverOptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k)
+    return jax.jit(jax.grad(lambda b: jnp.sum(lstsq(A_big, b, options=SolverOptions(atol=0.0, btol=0.0, conlim=0.0, maxiter=k),
                                                     backward=opts)[0] ** 2)))
 
 
 def unrolled_grad(k):
     op = linear_map(matmul, A_big, A_big.shape, A_big.dtype)
-    opts = LSMROptions(atol=0.0, btol=0.0, conlim=0.0)
+    opts = SolverOptions(atol=0.0, btol=0.0, conlim=0.0)
     return jax.jit(jax.grad(lambda b: jnp.sum(lsmr_fixed_iterations(op, b, 0.0, k, opts)[0] ** 2)))
 
 
@@ -304,7 +304,7 @@ assert table[last][0][0] <= 1.01 * table[first][0][0] + 0.01  # ...the adjoint's
 # %% [markdown]
 # ## 6. The gradient is only as exact as the backward solves
 #
-# The two extra solves stop at their own tolerances (`backward=LSMROptions(...)`, default: the
+# The two extra solves stop at their own tolerances (`backward=SolverOptions(...)`, default: the
 # forward ones). Their error enters the gradient amplified by about $\operatorname{cond}(A)^2$ for
 # the $s$-solve, so a loose backward tolerance gives a loose gradient even when $x^\star$ is exact.
 
@@ -315,8 +315,8 @@ x = np.linalg.lstsq(A_c, b_c, rcond=None)[0]
 exact = 2 * np.linalg.pinv(A_c).T @ x  # d|x|^2/db = p with g = 2x
 errors = {}
 for tol in scaled((1e-2, 1e-4, 1e-6, 1e-8, 1e-10), (1e-2, 1e-10)):
-    backward = LSMROptions(atol=tol, btol=tol, maxiter=5000)
-    grad = jax.grad(lambda b: jnp.sum(lstsq(A_c, b, **TIGHT, backward=backward)[0] ** 2))(b_c)
+    backward = SolverOptions(atol=tol, btol=tol, maxiter=5000)
+    grad = jax.grad(lambda b: jnp.sum(lstsq(A_c, b, options=TIGHT, backward=backward)[0] ** 2))(b_c)
     errors[tol] = relative_error(grad, exact)
     print(f"backward atol = btol = {tol:.0e}: relative gradient error {errors[tol]:.1e}")
 assert errors[1e-10] < 1e-6 < errors[1e-2]
@@ -334,12 +334,12 @@ assert all(errors[a] >= errors[b] for a, b in zip(list(errors)[:-1], list(errors
 A = spectrum_matrix(30, 10, np.linspace(1, 2, 10))
 b = rng.standard_normal(30)
 w = rng.standard_normal(10)
-J_fwd = jax.jacfwd(lambda b: lstsq(A, b, **TIGHT)[0])(b)
+J_fwd = jax.jacfwd(lambda b: lstsq(A, b, options=TIGHT)[0])(b)
 assert relative_error(J_fwd, np.linalg.pinv(A)) < 1e-9  # dx/db = A^+
 
 
 def cubic(b):
-    x = lstsq(A, b, **TIGHT)[0]
+    x = lstsq(A, b, options=TIGHT)[0]
     return jnp.sum(x**3) / 3 + jnp.dot(w, x)
 
 
@@ -400,7 +400,7 @@ assert adjoint_error[-1] < 1e-8
 A = spectrum_matrix(40, 12, np.logspace(0, -1, 12))
 b = rng.standard_normal(40)
 w = rng.standard_normal(12)
-linear = jax.grad(lambda b: jnp.dot(w, lstsq(A, b, **TIGHT)[0]))(b)
+linear = jax.grad(lambda b: jnp.dot(w, lstsq(A, b, options=TIGHT)[0]))(b)
 quadratic = jax.grad(lambda b: loss(A, b))(b)
 assert relative_error(linear, np.linalg.pinv(A).T @ w) < 1e-9 and relative_error(linear, quadratic) > 1e-3
 # 2. s = N^{-1} g keeps the null-space part of g divided by lambda^2, so |s| grows like 1/lambda^2;

@@ -47,7 +47,7 @@
 #
 # | method | model | how conservative |
 # |---|---|---|
-# | unconstrained | MLP $[x, \log\sigma] \to \mathbb R^2$ | not at all |
+# | plain | MLP $[x, \log\sigma] \to \mathbb R^2$ | not at all |
 # | energy | scalar MLP $e$, $s = -\nabla_x e/\sigma$ | exactly, by construction |
 # | penalty (QCSBM, Chao et al. 2023) | MLP, loss $+\,\mu\, \mathbb E\|(J-J^\top)/2\|_F^2$ on the batch | approximately, $\mu = 100$ |
 # | null-space | MLP, every Adam step projected so that $c(\theta) = 0$ | exactly at the collocation pairs |
@@ -72,6 +72,7 @@ import plotly.figure_factory as ff
 import plotly.graph_objects as go
 from IPython.display import Markdown, display
 
+from lsqlab import nullspace
 from lsqlab.applications import scores, tables
 from lsqlab.data import TOY_2D, toy_2d
 from lsqlab.lab.smoke import scaled
@@ -118,17 +119,18 @@ print("exact score = grad log p_sigma (finite differences), and its Jacobian is 
 DATA = "two_spirals"
 budget = scores.Budget(steps=scaled(800, 25), num_train=scaled(2000, 300), num_test=scaled(2000, 300),
                        num_eval=scaled(300, 30), num_samples=scaled(2000, 300), num_levels=scaled(20, 6),
-                       steps_per_level=scaled(20, 6))
-live = {method: scores.experiment(DATA, method, 0, budget) for method in (*scores.METHODS, "exact")}
-shown = ("nasym", "score_error", "energy_distance", "precision", "recall", "ms_per_step")
-display(Markdown(tables.paper(tables.summarize([r.row for r in live.values()], ("data", "method"), shown), "scores")))
+                       steps_per_level=scaled(20, 6), collocation_steps=scaled(500, 25))
+live = {method: scores.experiment(method, 0, budget, data=DATA) for method in (*scores.METHODS, "exact")}
+main_table = scores.TABLES["scores"]
+display(Markdown(tables.paper(tables.summarize([r.row for r in live.values()], main_table.by, main_table.metrics),
+                              main_table)))
 
 # %%
 nasym_live = {method: live[method].row["nasym"] for method in scores.METHODS}
 assert nasym_live["energy"] < 1e-20  # a gradient by construction: ||(J - J^T)/2|| / ||J|| < 1e-10
-assert nasym_live["nullspace"] < 0.5 * nasym_live["unconstrained"]
-assert nasym_live["penalty"] < nasym_live["unconstrained"]
-assert live["nullspace"].run.info.reason.startswith("dense Gram form")  # the last step was projected
+assert nasym_live["nullspace"] < 0.5 * nasym_live["plain"]
+assert nasym_live["penalty"] < nasym_live["plain"]
+assert (live["nullspace"].trained.projection.istop == nullspace.GRAM_DENSE).all()  # every step projected
 assert live["exact"].row["energy_distance"] < min(live[m].row["energy_distance"] for m in scores.METHODS)
 
 # %% [markdown]
@@ -141,7 +143,7 @@ assert live["exact"].row["energy_distance"] < min(live[m].row["energy_distance"]
 SIGMA_SHOWN = 0.5
 ticks = np.linspace(-4.5, 4.5, 19)
 grid = np.stack(np.meshgrid(ticks, ticks), axis=-1).reshape(-1, 2)  # NumPy: plotly is slow on JAX arrays
-fields = {method: np.asarray(scores.model_score(live[method].run.params)(jnp.asarray(grid),
+fields = {method: np.asarray(scores.model_score(live[method].trained.params)(jnp.asarray(grid),
                                                                          jnp.full(len(grid), SIGMA_SHOWN)))
           for method in scores.METHODS}
 train_live = toy_2d(DATA, budget.num_train, seed=0)
@@ -171,11 +173,11 @@ show(fig)
 # %%
 fine = np.linspace(-5, 5, 41)
 plane = jnp.asarray(np.stack(np.meshgrid(fine, fine), axis=-1).reshape(-1, 2))
-heat_methods = ("unconstrained", "penalty", "nullspace")
+heat_methods = ("plain", "penalty", "nullspace")
 fig, cells = panel_grid(heat_methods, horizontal_spacing=0.05)
 log_nasym = {}
 for (row, col), method in zip(cells, heat_methods):
-    jac = scores.score_jacobians(live[method].run.params, plane, jnp.full(len(plane), SIGMA_SHOWN))
+    jac = scores.score_jacobians(live[method].trained.params, plane, jnp.full(len(plane), SIGMA_SHOWN))
     log_nasym[method] = np.log10(np.asarray(scores.nasym(jac)) + 1e-16).reshape(len(fine), len(fine))
     fig.add_trace(go.Heatmap(x=fine, y=fine, z=log_nasym[method], zmin=-8, zmax=0, colorscale="Viridis",
                              showscale=col == 3, colorbar=dict(title="log10 NAsym")), row=row, col=col)
@@ -184,7 +186,7 @@ show(fig)
 near_data = np.min(np.linalg.norm(np.asarray(plane)[:, None] - train_live[None], axis=-1), axis=1) < 0.5
 medians = {m: float(np.median(log_nasym[m].ravel()[near_data])) for m in heat_methods}
 print("median log10 NAsym near the data:", {m: round(v, 2) for m, v in medians.items()})
-assert medians["nullspace"] < medians["unconstrained"]
+assert medians["nullspace"] < medians["plain"]
 
 # %% [markdown]
 # ## Samples
@@ -212,34 +214,26 @@ show(fig)
 # constraints: between the pairs it is free to rotate. **Redrawing** the pairs at every step makes each step
 # constrain a fresh sample of the noised data distribution, a stochastic version of "conservative
 # everywhere" at the same cost per step; the violation at a new pair is then never exactly zero, but on
-# average it is small everywhere. Measured here on the live data set:
+# average it is small everywhere. Measured here with the collocation table's code
+# (`scores.collocation_run`: two spirals, $m = 32$, one seed, the live budget):
 
 # %%
-colloc_budget = budget._replace(steps=scaled(500, 25))
-train_c = jnp.asarray(toy_2d(DATA, colloc_budget.num_train, seed=0))
-test_c = jnp.asarray(toy_2d(DATA, colloc_budget.num_test, seed=10_000))
-pairs_c = scores.evaluation_pairs(jax.random.key(11), test_c[: colloc_budget.num_eval], scores.SIGMA_GRID)
-fresh = scores.collocation_pairs(jax.random.key(12), train_c, 32)
-colloc = {}
-for resample in (False, True):
-    run = scores.train("nullspace", train_c, key=jax.random.key(0), steps=colloc_budget.steps, resample=resample)
-    own = run.collocation if run.collocation is not None else fresh
-    colloc["resampled" if resample else "fixed"] = dict(
-        own_pairs=scores.mean_nasym(run.params, own.points, own.sigmas),
-        held_out=scores.mean_nasym(run.params, pairs_c.points, pairs_c.sigmas))
-for name, values in colloc.items():
-    print(f"{name:9s}  NAsym on its training pairs {values['own_pairs']:.1e},"
-          f" on held-out pairs {values['held_out']:.1e}")
-assert colloc["fixed"]["own_pairs"] < 1e-6  # exact where imposed (the dense Gram form: to rounding)
-assert colloc["fixed"]["held_out"] > 100 * colloc["fixed"]["own_pairs"]  # ... and not between the pairs
+assert scores.COLLOCATION_DATA == DATA
+colloc = {row["collocation"]: row
+          for row in (scores.collocation_run(32, resample, 0, budget) for resample in (False, True))}
+for name, row in colloc.items():
+    print(f"{name:9s}  NAsym on its training pairs {row['nasym_train_pairs']:.1e},"
+          f" on held-out pairs {row['nasym']:.1e}")
+assert colloc["fixed"]["nasym_train_pairs"] < 1e-6  # exact where imposed (the dense Gram form: to rounding)
+assert colloc["fixed"]["nasym"] > 100 * colloc["fixed"]["nasym_train_pairs"]  # ... and not between the pairs
 
 # %% [markdown]
 # The recorded table `scores_collocation` (shipped with lsqlab; `python benchmarks/app_scores.py
-# --collocation --record` rewrites it: two spirals, 800 steps, 3 seeds, $m \in \{16, 32, 64\}$)
+# --table scores_collocation --record` rewrites it: two spirals, 800 steps, 3 seeds, $m \in \{16, 32, 64\}$)
 # measures the same at full budget:
 
 # %%
-display(Markdown(tables.paper(tables.read("scores_collocation"), "scores_collocation")))
+display(Markdown(tables.paper(tables.read("scores_collocation"), scores.TABLES["scores_collocation"])))
 colloc_table = {(r["collocation"], int(r["m"])): r for r in tables.read("scores_collocation")}
 for m in (16, 32, 64):
     assert colloc_table[("fixed", m)]["nasym_train_pairs_mean"] < 1e-6
@@ -248,7 +242,7 @@ assert colloc_table[("resampled", 64)]["nasym_mean"] < colloc_table[("resampled"
 
 # %% [markdown]
 # A fixed set is conservative to $10^{-11}$ on its own pairs and not at all elsewhere: held-out NAsym
-# 0.03–0.04, as large as the unconstrained network's (0.038 on spirals in the main table below). Redrawn
+# 0.03–0.04, as large as the plain network's (0.038 on spirals in the main table below). Redrawn
 # pairs give 0.0035 / 0.0009 / 0.00013 for $m$ = 16 / 32 / 64 at 1.7 / 2.6 / 4.5 ms per step: the
 # asymmetry falls faster than $1/m$, the cost grows less than linearly in $m$ ($m$ gradients, one per
 # pair, and an $m \times m$ eigendecomposition per step; LSMR took 10 / 27 / 97 ms, its iterations
@@ -262,18 +256,18 @@ assert colloc_table[("resampled", 64)]["nasym_mean"] < colloc_table[("resampled"
 # mean ± std over seeds 0, 1, 2; times on a shared 2-core CPU):
 
 # %%
-display(Markdown(tables.paper(tables.read("scores"), "scores")))
+display(Markdown(tables.paper(tables.read("scores"), main_table)))
 table = {(r["data"], r["method"]): r for r in tables.read("scores")}
 for data_name in TOY_2D:
     row = {method: table[(data_name, method)] for method in (*scores.METHODS, "exact")}
     assert row["energy"]["nasym_mean"] < 1e-20
-    assert row["nullspace"]["nasym_mean"] < 0.2 * row["unconstrained"]["nasym_mean"]
-    assert row["penalty"]["nasym_mean"] < 0.2 * row["unconstrained"]["nasym_mean"]
+    assert row["nullspace"]["nasym_mean"] < 0.2 * row["plain"]["nasym_mean"]
+    assert row["penalty"]["nasym_mean"] < 0.2 * row["plain"]["nasym_mean"]
     assert row["nullspace"]["nasym_mean"] < row["penalty"]["nasym_mean"]
     assert row["energy"]["score_error_mean"] < min(row[m]["score_error_mean"] for m in scores.METHODS if m != "energy")
     assert row["nullspace"]["score_error_mean"] < row["penalty"]["score_error_mean"]
     assert row["exact"]["energy_distance_mean"] < min(row[m]["energy_distance_mean"] for m in scores.METHODS)
-    assert row["nullspace"]["ms_per_step_mean"] < 3 * row["unconstrained"]["ms_per_step_mean"]
+    assert row["nullspace"]["ms_per_step_mean"] < 3 * row["plain"]["ms_per_step_mean"]
 
 # %% [markdown]
 # ## Where each method wins or loses
@@ -281,7 +275,7 @@ for data_name in TOY_2D:
 # - **Energy parametrisation** wins this 2-D comparison. It is conservative to rounding
 #   (NAsym $\approx 10^{-32}$) everywhere, not only where it was asked to be, at 1.5x the cost per step of
 #   the plain network; it has the lowest score error on all three data sets (0.43 / 0.27 / 0.46 against
-#   0.54 / 0.30 / 0.56 unconstrained) and the highest k-NN precision on checkerboard and spirals (0.91 and
+#   0.54 / 0.30 / 0.56 plain) and the highest k-NN precision on checkerboard and spirals (0.91 and
 #   0.60 against 0.82 and 0.49). It loses on the energy distance (about 0.013 against 0.006–0.012):
 #   its samples are sharper but the mass between modes is balanced slightly worse. Its price grows with the
 #   dimension (a Hessian-vector product per score evaluation), which 2-D does not show.
@@ -297,7 +291,7 @@ for data_name in TOY_2D:
 # - **Penalty** is cheap (2.5x the plain step) and removes most of the asymmetry, but with $\mu = 100$ it
 #   costs the most fit (highest score error on every data set) and the lowest precision; $\mu$ has to be
 #   tuned per problem.
-# - **Unconstrained** is the cheapest and samples as well as the constrained vector fields by the energy
+# - **Plain** is the cheapest and samples as well as the constrained vector fields by the energy
 #   distance, but 1–4 % of its Jacobian's energy is rotation.
 # - Being conservative does not by itself buy sample quality here: the more conservative vector fields
 #   (penalty, null-space) sample no better than the plain one, and all models are far from the exact

@@ -42,6 +42,8 @@ import jax
 
 jax.config.update("jax_enable_x64", True)  # before any array is created
 
+from dataclasses import replace
+
 import jax.numpy as jnp
 import numpy as np
 from IPython.display import Markdown, display
@@ -49,7 +51,8 @@ from plotly.subplots import make_subplots
 
 from lsqlab import data
 from lsqlab.applications import gp_hyperparameters as gp
-from lsqlab.applications import tables
+from lsqlab.applications import gp_posterior, gp_tuning, tables
+from lsqlab.applications import random_features as rf
 from lsqlab.lab.smoke import SMOKE
 from lsqlab.widgets.layout import fit_page, show
 
@@ -92,19 +95,19 @@ from lsqlab.widgets.layout import fit_page, show
 # through the rational quadratic's heavy tail); with these rules by about ±0.1 ppm.
 #
 # Below: each term's exact kernel against its estimate $\phi(0)^\top\phi(\tau)$, at the book's
-# hyperparameters and the sizes used throughout (`gp.CO2_FREQUENCIES`, $F = 2{,}880$ features).
+# hyperparameters and the sizes used throughout (`rf.CO2_FREQUENCIES`, $F = 2{,}880$ features).
 
 # %%
-textbook = gp.co2_textbook()
-features = jax.jit(gp.features, static_argnums=0)  # compiled once per input shape
+textbook = rf.co2_textbook()
+features = jax.jit(rf.features, static_argnums=0)  # compiled once per input shape
 components = ("trend", "seasonal", "medium", "short")
 split = data.co2_split(gp.CO2_SPLIT_YEAR)
 lags = np.linspace(0.0, 12.0, len(split.x_train))[:, None]  # lags[0] = 0; as many as training months (one compile)
-draws = gp.co2_draws(0)
+draws = rf.co2_draws(0)
 fig = make_subplots(rows=1, cols=4, subplot_titles=[f"{c}: k(τ)" for c in components])
 for col, component in enumerate(components, start=1):
-    only = {**textbook, **gp.log_hyper({f"{c}_amplitude": 1e-30 for c in components if c != component})}
-    exact = gp.exact_kernel("co2", only, lags[:1], lags)[0]
+    only = {**textbook, **rf.log_hyper({f"{c}_amplitude": 1e-30 for c in components if c != component})}
+    exact = rf.exact_kernel("co2", only, lags[:1], lags)[0]
     phi_lags = np.asarray(features("co2", only, draws, jnp.asarray(lags)))
     estimate = phi_lags[0] @ phi_lags.T
     fig.add_scatter(x=lags[:, 0], y=exact, name="exact", line_color="black", showlegend=col == 1, row=1, col=col)
@@ -118,7 +121,7 @@ show(fit_page(fig))
 
 # %% [markdown]
 # The quadrature terms are exact to plotting accuracy; the Monte Carlo terms wander by a few per cent
-# at long lags (`tests/test_app_gp.py` checks that every term converges as the rules grow).
+# at long lags (`tests/test_app_gp_features.py` checks that every term converges as the rules grow).
 #
 # ## The solve as a differentiable layer
 #
@@ -132,7 +135,7 @@ show(fit_page(fig))
 center, offset = split.x_train.mean(), split.y_train.mean()
 x_train, y_train = split.x_train - center, split.y_train - offset
 phi = features("co2", textbook, draws, jnp.asarray(x_train[:, None]))
-weights, info = gp.posterior_weights(phi, jnp.asarray(y_train), jnp.exp(textbook["noise"]))
+weights, info = gp_posterior.posterior_weights(phi, jnp.asarray(y_train), jnp.exp(textbook["noise"]))
 print(f"Phi is {phi.shape[0]} x {phi.shape[1]}; LSMR: {int(info.iterations)} iterations, {info.reason}")
 assert phi.shape == (len(y_train), 2880)
 noise, phi_np = float(jnp.exp(textbook["noise"])), np.asarray(phi)
@@ -157,7 +160,7 @@ assert bool(info.converged) and mean_error < 1e-6
 # \Big[\tfrac12\log 2\pi v_k(x_i) + \frac{(y_i - \mu_k(x_i))^2}{2 v_k(x_i)}\Big],
 # \qquad \mu_k = \Phi\,\mathrm{LstSq}(\Phi_{T_k}, y_{T_k}, \sigma).$$
 #
-# `gp.heldout_loss` zeroes the other rows instead of cutting them out (zero rows change neither $w$
+# `gp_tuning.heldout_loss` zeroes the other rows instead of cutting them out (zero rows change neither $w$
 # nor $v$), so all folds share one compiled solve. Its gradient with respect to the log
 # hyperparameters passes through the features (including the Gamma quantile) and the solve, whose
 # reverse rule for damped problems costs one more LSMR solve and returns
@@ -173,21 +176,21 @@ assert bool(info.converged) and mean_error < 1e-6
 keep = (split.x_train >= 1980) & (split.x_train < 1986)
 x_small = jnp.asarray(x_train[keep][:, None])
 y_small = jnp.asarray(y_train[keep] - y_train[keep].mean())
-small_draws = gp.co2_draws(3, {"trend": 4, "seasonal": 4, "medium": 16, "short": 16})
-train_masks, val_masks = gp.fold_masks(data.kfold(len(y_small), 3, seed=0), len(y_small))
-tight = gp.SolveOptions(atol=1e-15, btol=1e-15)
+small_draws = rf.co2_draws(3, {"trend": 4, "seasonal": 4, "medium": 16, "short": 16})
+train_masks, val_masks = gp_tuning.fold_masks(data.kfold(len(y_small), 3, seed=0), len(y_small))
+tight = replace(gp_posterior.SOLVE, atol=1e-15, btol=1e-15)
 
 
 @jax.jit
 def small_loss_and_gradient(hyper):
-    return jax.value_and_grad(lambda h: gp.heldout_loss(h, small_draws, x_small, y_small, train_masks, val_masks,
-                                                        kind="co2", options=tight)[0])(hyper)
+    return jax.value_and_grad(lambda h: gp_tuning.heldout_loss(h, small_draws, x_small, y_small, train_masks,
+                                                               val_masks, kind="co2", options=tight)[0])(hyper)
 
 
 gradient = small_loss_and_gradient(textbook)[1]
 names = ("trend_lengthscale", "medium_lengthscale", "medium_alpha", "period", "noise")
 adjoint = np.array([float(gradient[name]) for name in names])
-reference = np.array([gp.central_difference(lambda h: small_loss_and_gradient(h)[0], textbook, name, step=1e-5)
+reference = np.array([gp_tuning.central_difference(lambda h: small_loss_and_gradient(h)[0], textbook, name, step=1e-5)
                       for name in names])
 for name, a, r in zip(names, adjoint, reference):
     print(f"dL/dlog {name:19s} adjoint {a: .8e}   central difference {r: .8e}")
@@ -216,26 +219,27 @@ assert largest < 1e-4
 
 # %%
 budget = gp.SMOKE if SMOKE else gp.Budget(co2_steps=50, co2_restarts=0)
-rows, predictions = gp.co2_experiment(seed=0, budget=budget)
-live = tables.summarize(rows, by=("method",), metrics=("rmse", "nlpd", "fit_s", "compile_s"))
-display(Markdown(tables.paper(live, "gp")))
-assert len(predictions) == 6
-for mean, variance in predictions.values():
+forecasts = {method: gp.co2_forecast(method, seed=0, budget=budget) for method in gp.DATASETS["co2"]}
+rows = {method: gp.row("co2", method, 0, 0, split.y_test, forecast) for method, forecast in forecasts.items()}
+live = tables.summarize([{**row, "method": gp.LABELS[method]} for method, row in rows.items()], by=("method",),
+                        metrics=("rmse", "nlpd", "fit_s", "compile_s"))
+display(Markdown(tables.paper(live, gp.TABLES["gp"])))
+for mean, variance, *_ in forecasts.values():
     assert mean.shape == split.y_test.shape and np.all(np.isfinite(mean)) and np.all(variance > 0)
 if not SMOKE:
-    metric = {row["method"]: (row["rmse"], row["nlpd"]) for row in rows}
-    assert metric[gp.RANDOM_FOLDS][1] < metric[gp.MARGINAL][1]
-    assert metric[gp.RANDOM_FOLDS][1] < min(metric[gp.FORWARD_CHAINING][1], metric[gp.ONE_WINDOW][1])
+    nlpd = {method: row["nlpd"] for method, row in rows.items()}
+    assert nlpd["random_folds"] < nlpd["marginal_likelihood"]
+    assert nlpd["random_folds"] < min(nlpd["forward_chaining"], nlpd["one_window"])
 
 # %% [markdown]
 # Predictive mean and $\pm 2$ standard deviations over 1990–2001 (the test months, black), for each
 # method of the run above.
 
 # %%
-fig = make_subplots(rows=3, cols=2, shared_xaxes=True, shared_yaxes=True, subplot_titles=list(predictions),
+fig = make_subplots(rows=3, cols=2, shared_xaxes=True, shared_yaxes=True, subplot_titles=[gp.LABELS[m] for m in forecasts],
                     vertical_spacing=0.08)
 recent = split.x_train >= 1986
-for k, (method, (mean, variance)) in enumerate(predictions.items()):
+for k, (mean, variance, *_) in enumerate(forecasts.values()):
     row, col = k // 2 + 1, k % 2 + 1
     std = np.sqrt(variance)
     fig.add_scatter(x=np.concatenate([split.x_test, split.x_test[::-1]]),
@@ -261,17 +265,19 @@ show(fit_page(fig))
 
 # %%
 summary = tables.read("gp")
-display(Markdown(tables.paper(summary, "gp")))
-result = {(row["dataset"], row["method"]): row for row in summary}
-co2 = {method: result[("co2", method)] for dataset, method in result if dataset == "co2"}
-assert co2[gp.RANDOM_FOLDS]["nlpd_mean"] < co2[gp.MARGINAL]["nlpd_mean"]
-assert co2[gp.RANDOM_FOLDS]["rmse_mean"] < min(co2[gp.MARGINAL]["rmse_mean"], co2[gp.TEXTBOOK]["rmse_mean"])
-assert co2[gp.MARGINAL]["nlpd_mean"] < min(co2[gp.FORWARD_CHAINING]["nlpd_mean"], co2[gp.ONE_WINDOW]["nlpd_mean"])
-assert abs(co2[gp.TEXTBOOK]["rmse_mean"] - 1.98) < 0.01 and abs(co2[gp.TEXTBOOK]["nlpd_mean"] - 2.16) < 0.01
-assert abs(co2[gp.TEXTBOOK_FEATURES]["rmse_mean"] - co2[gp.TEXTBOOK]["rmse_mean"]) < 0.15
-diabetes_ml, diabetes_lsq = result[("diabetes", gp.MARGINAL)], result[("diabetes", gp.RANDOM_FOLDS)]
+display(Markdown(tables.paper(summary, gp.TABLES["gp"])))
+result = {(row["dataset"], method): row for row in summary for method in gp.METHODS
+          if row["method"] == gp.LABELS[method]}  # the table shows each method under its label
+co2 = {method: row for (dataset, method), row in result.items() if dataset == "co2"}
+assert co2["random_folds"]["nlpd_mean"] < co2["marginal_likelihood"]["nlpd_mean"]
+assert co2["random_folds"]["rmse_mean"] < min(co2["marginal_likelihood"]["rmse_mean"], co2["textbook"]["rmse_mean"])
+assert co2["marginal_likelihood"]["nlpd_mean"] < min(co2["forward_chaining"]["nlpd_mean"],
+                                                     co2["one_window"]["nlpd_mean"])
+assert abs(co2["textbook"]["rmse_mean"] - 1.98) < 0.01 and abs(co2["textbook"]["nlpd_mean"] - 2.16) < 0.01
+assert abs(co2["textbook_features"]["rmse_mean"] - co2["textbook"]["rmse_mean"]) < 0.15
+diabetes_ml, diabetes_lsq = result[("diabetes", "marginal_likelihood")], result[("diabetes", "random_folds")]
 assert abs(diabetes_ml["rmse_mean"] - diabetes_lsq["rmse_mean"]) < diabetes_ml["rmse_std"]  # a tie
-assert result[("friedman1", gp.MARGINAL)]["rmse_mean"] < result[("friedman1", gp.RANDOM_FOLDS)]["rmse_mean"]
+assert result[("friedman1", "marginal_likelihood")]["rmse_mean"] < result[("friedman1", "random_folds")]["rmse_mean"]
 
 # %% [markdown]
 # ## Where each method wins or loses

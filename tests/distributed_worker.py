@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-SOLVE = dict(atol=1e-12, btol=1e-12, maxiter=500)
+SOLVE = dict(atol=1e-12, btol=1e-12, maxiter=500)  # SolverOptions fields (lsqlab is imported after setup)
 STEPS = 4
 
 
@@ -33,10 +33,11 @@ def solve_and_differentiate(A: Any, b: Any) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from lsqlab import lstsq
+    from lsqlab import SolverOptions, lstsq
 
-    x, info = lstsq(A, b, **SOLVE)
-    loss = lambda A, b: jnp.sum(lstsq(A, b, **SOLVE)[0] ** 2)  # noqa: E731
+    options = SolverOptions(**SOLVE)
+    x, info = lstsq(A, b, options=options)
+    loss = lambda A, b: jnp.sum(lstsq(A, b, options=options)[0] ** 2)  # noqa: E731
     value, (dA, db) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(A, b)
     return {"x": x, "istop": info.istop, "value": value, "dA": dA, "db": db}
 

@@ -2,7 +2,7 @@
 
 References are independent of the module: numpy's np.rot90 (via lsqlab.data.rotate_c4) for the group
 action, explicit numpy loops for the constraint and the invariance error, and the plain model for
-what "not invariant" looks like.
+what "not invariant" looks like. Two trainings (plain and nullspace) are shared by the tests.
 """
 
 import jax
@@ -14,7 +14,7 @@ from lsqlab import data
 from lsqlab.applications import equivariance as eq
 from lsqlab.applications import mlp, tables
 
-TINY = eq.Config(hidden=(16, 16), steps=60, eval_every=30, collocation=4, batch=32, dtype="float64")
+TINY = eq.Budget(seeds=(0,), hidden=(16, 16), steps=60, eval_every=30, collocation=4, batch=32, dtype="float64")
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def prepared():
 
 @pytest.fixture(scope="module")
 def trained(prepared):
-    """The tiny config trained plainly and with the null-space method (fixed collocation images)."""
-    return {method: eq.train(method, prepared, TINY, 0) for method in ("plain", "null_space")}
+    """The tiny budget trained plainly and with the null-space method (fixed collocation images)."""
+    return {method: eq.train(method, prepared, TINY, 0) for method in ("plain", "nullspace")}
 
 
 @pytest.fixture
@@ -71,32 +71,60 @@ def test_group_average_is_invariant_to_rounding(rng, dtype, tolerance):
         jnp.linalg.norm(eq.group_averaged(params, images)))
 
 
-def test_null_space_training_keeps_the_collocation_images_invariant(trained, prepared):
+@pytest.mark.parametrize("method, resampled", [("nullspace", False), ("nullspace_resampled", True),
+                                               ("augmentation", False), ("penalty_resampled", True)])
+def test_each_step_meets_the_constraint_on_the_fixed_images_or_the_first_k_of_its_batch(prepared, method,
+                                                                                       resampled):
+    """A step's batch is drawn by the seeded indices (turned for augmentation); its points, given to the
+    loss and as the constraint's ``inputs``, are the collocation images or the batch's first K."""
+    source = eq.batches(method, prepared, TINY, 0)
+    indices = np.random.default_rng(0).integers(0, len(prepared.x_train), (TINY.steps, TINY.batch))
+    np.testing.assert_array_equal(source.per_step["indices"], indices)
+    step = jax.tree.map(lambda a: a[7], source.per_step)
+    (images, labels, points), args = source.draw(step, source.data)
+    expected = np.asarray(prepared.x_train)[indices[7]]
+    if method == "augmentation":
+        expected = data.rotate_c4(expected, source.per_step["turns"][7])
+        assert set(source.per_step["turns"].ravel()) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(np.asarray(images), expected)
+    np.testing.assert_array_equal(np.asarray(labels), np.asarray(prepared.y_train)[indices[7]])
+    np.testing.assert_array_equal(np.asarray(points), expected[: TINY.collocation] if resampled
+                                  else np.asarray(prepared.collocation))
+    assert args.keys() == {"inputs"} and args["inputs"] is points
+
+
+def test_nullspace_training_keeps_the_collocation_images_invariant(trained, prepared):
     """||c|| ends far below the plain model's: each step removes half of c (gamma = 0.5) and what stays
     is the second-order drift of the step and the error of the 3-iteration preconditioned Gram-form
     solves (the Nystrom preconditioner here has the full rank m = 120, so they are nearly exact)."""
-    plain, constrained = (eq.evaluate(trained[m], prepared) for m in ("plain", "null_space"))
+    plain, constrained = (eq.evaluate(m, 0, trained[m], prepared) for m in ("plain", "nullspace"))
     assert constrained["violation"] < 2e-2 * plain["violation"]
     assert constrained["inv_err_collocation"] < 2e-2 < 0.5 < plain["inv_err_collocation"]
-    assert 0 <= constrained["solver_iterations"] <= 2 * TINY.gram.maxiter  # two solves per step ("both")
-    assert np.isnan(plain["solver_iterations"])
+    assert 0 < constrained["solver_iterations"] <= 2 * TINY.gram.maxiter  # two solves per step ("both")
+    assert constrained["solver_iterations"] == np.mean(trained["nullspace"].projection.iterations)
+    assert np.isnan(plain["solver_iterations"]) and trained["plain"].projection is None
+    assert constrained["method"] == "nullspace" and constrained["points"] == "fixed"
 
 
 def test_invariance_on_four_collocation_images_does_not_carry_over_to_held_out_images(trained, prepared):
     """With K = 4 fixed images the constraint holds there and hardly anywhere else."""
-    result = eq.evaluate(trained["null_space"], prepared)
+    result = eq.evaluate("nullspace", 0, trained["nullspace"], prepared)
     assert result["inv_err_heldout"] > 10 * result["inv_err_collocation"]
 
 
-def test_history_has_one_entry_per_evaluation(trained):
-    history = trained["null_space"].history
-    np.testing.assert_array_equal(history["step"], [30, 60])
-    assert all(len(values) == 2 for values in history.values())
-    assert trained["null_space"].seconds_per_step > 0
+def test_history_has_one_entry_per_evaluation(trained, prepared):
+    """After each chunk of eval_every steps: the chunk's mean objective and the progress metrics."""
+    run = trained["nullspace"]
+    assert [entry["step"] for entry in run.history] == [30, 60]
+    assert all(entry.keys() == {"step", "loss", "acc_upright", "inv_err_heldout", "violation"}
+               for entry in run.history)
+    assert run.history[1]["loss"] == pytest.approx(np.mean(run.losses[30:]), rel=1e-12)
+    assert run.history[1]["violation"] == eq.violation(eq.classifier, run.params, prepared.collocation)
+    assert run.ms_per_step > 0
 
 
 def test_group_average_scores_the_same_on_upright_and_rotated_images():
-    row, _ = eq.run("group_average", 0, TINY)
+    row = eq.run("group_average", 0, TINY)
     assert row["acc_upright"] == row["acc_rotated"] > 0.3  # better than chance (0.1) after 60 steps
     assert row["inv_err_heldout"] < 1e-12
 
@@ -113,35 +141,45 @@ def test_rotated_test_set_turns_each_image_by_a_seeded_quarter_turn(prepared):
 
 
 def test_too_many_collocation_images_for_the_parameters_is_refused():
-    narrow = eq.Config(hidden=(4,), collocation=20, dtype="float64")  # p = 64*4+4+4*10+10 = 310 < 600
+    narrow = eq.Budget(hidden=(4,), collocation=20)  # p = 64*4+4+4*10+10 = 310 < 600
     with pytest.raises(ValueError, match="fewer constraints than parameters"):
-        eq.train_null_space(eq.prepare(0, narrow), narrow, 0)
+        eq.objective("nullspace", narrow)
 
 
 @pytest.mark.parametrize("changes, message", [
     (dict(dtype="float16"), "dtype"),
     (dict(steps=50, eval_every=30), "multiple of eval_every"),
     (dict(collocation=0), ">= 1"),
+    (dict(seeds=()), "at least one seed"),
 ])
-def test_bad_config_is_refused(changes, message):
+def test_bad_budget_is_refused(changes, message):
     with pytest.raises(ValueError, match=message):
-        eq.Config(**changes)
+        eq.Budget(**changes)
 
 
-def test_bad_method_and_too_many_collocation_images_are_refused(prepared):
-    with pytest.raises(ValueError, match="unknown method"):
-        eq.train("rotation_forest", prepared, TINY, 0)
+def test_bad_method_and_too_many_collocation_images_are_refused():
+    with pytest.raises(ValueError, match="unknown method 'rotation_forest'"):
+        eq.objective("rotation_forest", TINY)
     with pytest.raises(ValueError, match="exceeds"):
-        eq.prepare(0, eq.Config(collocation=5000))
+        eq.prepare(0, eq.Budget(collocation=5000))
 
 
-def test_config_defaults_are_the_best_settings_of_the_committed_tuning_grids():
-    """penalty_mu, al_rho and al_dual_step: the settings of best rotated accuracy (seed 0) in
-    lsqlab/applications/results/equivariance_tuning.csv (``app_equivariance.py --tune --record``)."""
+def test_budget_defaults_are_the_best_settings_of_the_recorded_tuning_grids():
+    """penalty_mu, al_rho and al_dual_step: the settings of best rotated accuracy (seed 0) in the recorded
+    table equivariance_tuning (``app_equivariance.py --table equivariance_tuning --record``)."""
     grid = tables.read("equivariance_tuning")
     best = {method: max((r for r in grid if r["method"] == method), key=lambda r: r["acc_rotated_mean"])
-            for method in ("penalty", "penalty_resampled", "augmented_lagrangian")}
-    defaults = eq.Config()
+            for method in eq.TUNING}
+    defaults = eq.Budget()
     assert best["penalty"]["penalty_mu"] == best["penalty_resampled"]["penalty_mu"] == defaults.penalty_mu
     assert (best["augmented_lagrangian"]["al_rho"], best["augmented_lagrangian"]["al_dual_step"]) == (
         defaults.al_rho, defaults.al_dual_step)
+
+
+@pytest.mark.parametrize("name", ["equivariance", "equivariance_tuning"])
+def test_recorded_tables_have_every_method_and_render_with_plain_names(name):
+    table, summary = eq.TABLES[name], tables.read(name)
+    methods = eq.METHODS if name == "equivariance" else tuple(eq.TUNING)
+    assert list(dict.fromkeys(row["method"] for row in summary)) == list(methods)
+    header = tables.paper(summary, table).splitlines()[0]
+    assert "_" not in header and header.count("|") == len(table.by) + len(table.metrics) + 1

@@ -11,6 +11,8 @@ from lsqlab import nullspace
 from lsqlab.applications import mlp, scores
 from lsqlab.data import toy_2d
 
+jacobians = jax.jit(scores.score_jacobians)  # one compilation instead of every operation's own
+
 
 def central_difference(f, x, h):
     """d f / d x_j for f: (k, 2) -> (k,) (or (k, 2)), by central differences, stacked on the last axis."""
@@ -55,10 +57,10 @@ def test_exact_score_is_finite_far_from_the_data_at_small_sigma():
 
 def test_score_jacobians_match_finite_differences_and_the_energy_model_is_symmetric(rng):
     x, sigma = jnp.asarray(rng.standard_normal((4, 2))), jnp.asarray(rng.uniform(0.1, 3.0, 4))
-    for method in ("unconstrained", "energy"):
+    for method in ("plain", "energy"):
         params = scores.init_model(jax.random.key(1), method, width=16, depth=2)
-        jac = np.asarray(scores.score_jacobians(params, x, sigma))
-        fd = central_difference(lambda y: scores.score(params, jnp.asarray(y), sigma), np.asarray(x), 1e-6)
+        jac = np.asarray(jacobians(params, x, sigma))
+        fd = central_difference(lambda y: scores.model_score(params)(jnp.asarray(y), sigma), np.asarray(x), 1e-6)
         np.testing.assert_allclose(jac, fd, rtol=1e-6, atol=1e-6 * np.abs(jac).max())
         asymmetry = np.asarray(scores.nasym(jnp.asarray(jac)))
         if method == "energy":
@@ -86,38 +88,73 @@ def test_nasym_of_known_matrices():
 
 
 def test_asymmetry_constraint_is_the_antisymmetric_entry_of_sigma_times_the_jacobian(rng):
-    params = scores.init_model(jax.random.key(3), "unconstrained", width=16, depth=2)
+    params = scores.init_model(jax.random.key(3), "plain", width=16, depth=2)
     x, sigma = jnp.asarray(rng.standard_normal((5, 2))), jnp.asarray(rng.uniform(0.1, 3.0, 5))
-    jac = np.asarray(scores.score_jacobians(params, x, sigma))
+    jac = np.asarray(jacobians(params, x, sigma))
     expected = 0.5 * np.asarray(sigma) * (jac[:, 0, 1] - jac[:, 1, 0])
     np.testing.assert_allclose(scores.asymmetry_constraint(params, points=x, sigmas=sigma), expected, rtol=1e-12)
 
 
-def test_nullspace_training_makes_the_collocation_points_conservative_and_plain_training_does_not():
-    data = jnp.asarray(toy_2d("eight_gaussians", 200, seed=0))
-    options = dict(key=jax.random.key(0), steps=80, batch_size=64, width=16, depth=2, num_collocation=12)
-    constrained = scores.train("nullspace", data, gamma=1.0, resample=False, solver_tol=1e-12, **options)
-    plain = scores.train("unconstrained", data, **options)
-    points, sigmas = constrained.collocation.points, constrained.collocation.sigmas
-    assert int(constrained.info.istop) != nullspace.NOT_PROJECTED  # every step projected
+STEPS, BATCH = 100, 64
+SMALL = dict(steps=STEPS, chunk=25, batch_size=BATCH, width=16, depth=2)
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    return jnp.asarray(toy_2d("two_spirals", 200, seed=0))
+
+
+@pytest.fixture(scope="module")
+def runs(spirals):
+    """One small training per method that the tests below compare (the same key: the same initial network)."""
+    key = jax.random.key(0)
+    return {"plain": scores.train("plain", spirals, key=key, **SMALL),
+            "penalty": scores.train("penalty", spirals, key=key, **SMALL),
+            "nullspace": scores.train("nullspace", spirals, key=key, num_collocation=12, resample=False, **SMALL)}
+
+
+def first_batch(key, data):
+    """Step 0's batch as train's docstring describes the draws: key -> (init, collocation, steps) keys;
+    the steps key -> one key per step -> (pick, noise, collocation) keys."""
+    key_init, key_colloc, key_steps = jax.random.split(key, 3)
+    key_pick, key_noise, _ = jax.random.split(jax.random.split(key_steps, STEPS)[0], 3)
+    batch = scores.noise_batch(key_noise, data[jax.random.randint(key_pick, (BATCH,), 0, data.shape[0])])
+    return scores.init_model(key_init, "plain", width=16, depth=2), key_colloc, batch
+
+
+def test_training_draws_the_documented_batches_and_minimises_dsm_or_the_penalised_dsm(runs, spirals):
+    params, key_colloc, batch = first_batch(jax.random.key(0), spirals)
+    dsm = float(scores.dsm_loss(params, batch))
+    assert runs["plain"].trained.losses[0] == pytest.approx(dsm, rel=1e-12)
+    jac = jacobians(params, batch.points, batch.sigmas)  # of s; the constraint is on sigma s
+    antisymmetric = 0.5 * (jac - jnp.swapaxes(jac, 1, 2))
+    penalty = scores.MU * float(jnp.mean(batch.sigmas**2 * jnp.sum(antisymmetric**2, axis=(1, 2))))
+    assert runs["penalty"].trained.losses[0] == pytest.approx(dsm + penalty, rel=1e-10)
+    assert runs["plain"].collocation is None
+    kept = scores.collocation_pairs(key_colloc, spirals, 12)
+    np.testing.assert_array_equal(runs["nullspace"].collocation.points, kept.points)
+    assert runs["plain"].trained.projection is None and len(runs["plain"].trained.losses) == STEPS
+
+
+def test_nullspace_training_makes_the_collocation_points_conservative_and_plain_training_does_not(runs, spirals):
+    constrained, plain = runs["nullspace"].trained, runs["plain"].trained
+    points, sigmas = runs["nullspace"].collocation.points, runs["nullspace"].collocation.sigmas
+    assert np.all(constrained.projection.istop == nullspace.GRAM_DENSE)  # every step projected, dense Gram form
     assert scores.mean_nasym(constrained.params, points, sigmas) < 1e-12
     assert scores.mean_nasym(plain.params, points, sigmas) > 1e-5
-    fixed_batch = scores.noise_batch(jax.random.key(7), jnp.tile(data, (5, 1)))
-    untrained = scores.init_model(jax.random.split(jax.random.key(0), 3)[0], "nullspace", width=16, depth=2)
+    fixed_batch = scores.noise_batch(jax.random.key(7), jnp.tile(spirals, (5, 1)))
+    untrained = first_batch(jax.random.key(0), spirals)[0]
     loss = {name: float(scores.dsm_loss(params, fixed_batch))
             for name, params in (("nullspace", constrained.params), ("plain", plain.params), ("init", untrained))}
     assert loss["nullspace"] < 0.95 * loss["init"] and loss["nullspace"] < 1.05 * loss["plain"]  # it still learns
 
 
-def test_penalty_lowers_the_asymmetry_on_held_out_points():
-    data = jnp.asarray(toy_2d("two_spirals", 200, seed=0))
+def test_penalty_lowers_the_asymmetry_on_held_out_points(runs):
     held_out = scores.evaluation_pairs(jax.random.key(4), jnp.asarray(toy_2d("two_spirals", 50, seed=1)),
                                        np.geomspace(0.1, 3.0, 3))
-    options = dict(key=jax.random.key(0), steps=150, batch_size=64, width=16, depth=2)
-    asymmetry = {method: scores.mean_nasym(scores.train(method, data, mu=100.0, **options).params,
-                                           held_out.points, held_out.sigmas)
-                 for method in ("unconstrained", "penalty")}
-    assert asymmetry["penalty"] < 0.5 * asymmetry["unconstrained"]
+    asymmetry = {method: scores.mean_nasym(runs[method].trained.params, held_out.points, held_out.sigmas)
+                 for method in ("plain", "penalty")}
+    assert asymmetry["penalty"] < 0.5 * asymmetry["plain"]
 
 
 def test_energy_distance_is_the_square_of_scipys_in_one_dimension(rng):
@@ -146,11 +183,11 @@ def test_precision_recall_match_a_nearest_neighbour_reference(rng):
 def test_langevin_with_the_exact_score_beats_a_wrong_score():
     train = jnp.asarray(toy_2d("eight_gaussians", 300, seed=0))
     held_out = jnp.asarray(toy_2d("eight_gaussians", 300, seed=1))
-    options = dict(start_mean=train.mean(0), start_cov=jnp.cov(train.T), num_levels=8, steps_per_level=8)
-    exact = scores.annealed_langevin(lambda x, s: scores.exact_score(x, s, train), jax.random.key(0), 300, **options)
-    wrong = scores.annealed_langevin(lambda x, s: -x / (1.0 + s[:, None] ** 2), jax.random.key(0), 300, **options)
-    again = scores.annealed_langevin(lambda x, s: scores.exact_score(x, s, train), jax.random.key(0), 300, **options)
-    np.testing.assert_array_equal(exact, again)  # seeded
+    schedule = dict(num_levels=8, steps_per_level=8)
+    exact = scores.sample_with_exact_score(train, jax.random.key(0), 300, **schedule)
+    wrong = scores.annealed_langevin(lambda x, s: -x / (1.0 + s[:, None] ** 2), jax.random.key(0), 300,
+                                     start_mean=train.mean(0), start_cov=jnp.cov(train.T), **schedule)
+    np.testing.assert_array_equal(exact, scores.sample_with_exact_score(train, jax.random.key(0), 300, **schedule))
     assert scores.energy_distance(exact, held_out) < 0.2 * scores.energy_distance(wrong, held_out)
 
 
@@ -167,17 +204,17 @@ def test_relative_score_error_is_zero_for_the_exact_score_and_one_for_zero():
 def test_bad_inputs_raise():
     data = jnp.asarray(toy_2d("checkerboard", 50, seed=0))
     with pytest.raises(ValueError, match="unknown method"):
-        scores.train("curl-free", data, key=jax.random.key(0), steps=5)
+        scores.train("unconstrained", data, key=jax.random.key(0), steps=5)
+    with pytest.raises(ValueError, match="unknown method"):
+        scores.run("curl-free", 0, scores.SMOKE, data="checkerboard")
     with pytest.raises(ValueError, match="shape"):
         scores.train("energy", data[:, :1], key=jax.random.key(0), steps=5)
     with pytest.raises(ValueError, match="steps"):
-        scores.train("energy", data, key=jax.random.key(0), steps=1)
-    with pytest.raises(ValueError, match="gamma"):
-        scores.train("nullspace", data, key=jax.random.key(0), steps=5, gamma=0.0)
-    with pytest.raises(ValueError, match="mu"):
-        scores.train("penalty", data, key=jax.random.key(0), steps=5, mu=-1.0)
+        scores.train("energy", data, key=jax.random.key(0), steps=0)
     with pytest.raises(ValueError, match="fewer constraints than parameters"):
         scores.train("nullspace", data, key=jax.random.key(0), steps=5, width=2, depth=1, num_collocation=20)
+    with pytest.raises(ValueError, match="chunks"):
+        scores.Budget(steps=1000, chunks=3)
     with pytest.raises(ValueError, match="k must be"):
         scores.precision_recall(data, data[:5], k=5)
     with pytest.raises(ValueError, match="noise levels"):

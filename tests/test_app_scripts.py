@@ -20,7 +20,7 @@ SMOKE_OUT = ROOT / "artifacts" / "results" / "smoke"
 SCRIPTS = {  # script -> (table name, the column naming the method, methods that must appear)
     "app_equivariance.py": ("equivariance", "method", {"plain", "group_average", "nullspace", "augmented_lagrangian"}),
     "app_sparsity.py": ("sparsity", "method", {"plain", "nullspace", "prune", "l1", "penalty"}),
-    "app_gp.py": ("gp", "method", set()),
+    "app_gp.py": ("gp", "method", {"held-out NLPD, random folds (lsqlab)", "marginal likelihood (exact GP, sklearn)"}),
     "app_scores.py": ("scores", "method", {"plain", "energy", "penalty", "nullspace"}),
 }
 WATCHED = ("benchmarks", "lsqlab/applications/results")  # where a results command used to write

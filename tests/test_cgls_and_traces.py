@@ -9,8 +9,9 @@ from lsqlab.lab.problems import matrix_with_spectrum
 from lsqlab import lstsq
 from lsqlab.cgls import cgls, cgls_trace
 from lsqlab.dense import lstsq_dense
-from lsqlab.lsmr import LSMROptions, lsmr, lsmr_trace
+from lsqlab.lsmr import lsmr, lsmr_trace
 from lsqlab.operators import linear_map, matmul
+from lsqlab.solver import SolverOptions
 
 
 def operator(A):
@@ -21,19 +22,18 @@ def operator(A):
 def test_cgls_solves_and_differentiates_through_the_same_rules(rng, damp):
     A = matrix_with_spectrum(rng, 100, 30, np.logspace(0, -2, 30))
     b = rng.standard_normal(100)
-    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), damp=damp, solver=cgls, atol=1e-12, maxiter=2000)
+    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), damp=damp, solver=cgls, options=SolverOptions(atol=1e-12, maxiter=2000))
     exact = lstsq_dense(A, b, damp)
     assert int(info.istop) == 2
     np.testing.assert_allclose(np.asarray(x), exact, atol=1e-8 * np.linalg.norm(exact))
-    loss = lambda b, solver: jnp.sum(lstsq(jnp.asarray(A), b, damp=damp, solver=solver, atol=1e-12,
-                                           btol=1e-12, maxiter=2000)[0] ** 2)
+    loss = lambda b, solver: jnp.sum(lstsq(jnp.asarray(A), b, damp=damp, solver=solver, options=SolverOptions(atol=1e-12, btol=1e-12, maxiter=2000))[0] ** 2)
     g_cgls, g_lsmr = (jax.grad(loss)(jnp.asarray(b), s) for s in (cgls, lsmr))
     np.testing.assert_allclose(np.asarray(g_cgls), np.asarray(g_lsmr), atol=1e-7 * float(jnp.linalg.norm(g_lsmr)))
 
 
 def test_cgls_reports_the_iteration_limit_and_zero_rhs(rng):
     A = matrix_with_spectrum(rng, 60, 20, np.logspace(0, -4, 20))
-    _, info = cgls(operator(A), jnp.asarray(rng.standard_normal(60)), 0.0, None, LSMROptions(atol=1e-14, maxiter=5))
+    _, info = cgls(operator(A), jnp.asarray(rng.standard_normal(60)), 0.0, None, SolverOptions(atol=1e-14, maxiter=5))
     assert int(info.istop) == 7 and int(info.iterations) == 5
     x, info = cgls(operator(A), jnp.zeros(60))
     assert int(info.istop) == 0 and np.all(np.asarray(x) == 0)
@@ -45,7 +45,7 @@ def test_lsmr_trace_follows_the_solver_iterates(rng):
     trace = lsmr_trace(operator(A), b, 0.0, 12)
     assert trace.xs.shape == (12, 25)
     for k in (1, 6, 12):
-        x, info = lsmr(operator(A), b, 0.0, None, LSMROptions(atol=0, btol=0, conlim=0, maxiter=k))
+        x, info = lsmr(operator(A), b, 0.0, None, SolverOptions(atol=0, btol=0, conlim=0, maxiter=k))
         np.testing.assert_allclose(np.asarray(trace.xs[k - 1]), np.asarray(x), atol=1e-13)
         np.testing.assert_allclose(float(trace.normr[k - 1]), float(info.normr), rtol=1e-12)
 

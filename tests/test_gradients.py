@@ -16,10 +16,10 @@ import pytest
 from jax.test_util import check_grads
 
 from lsqlab.lab.problems import matrix_with_spectrum
-from lsqlab import LSMROptions, lsmr, lstsq
+from lsqlab import SolverOptions, lsmr, lstsq
 from lsqlab.dense import lstsq_dense, lstsq_dense_vjp, svd_solver
 
-TIGHT = dict(atol=1e-13, btol=1e-13, maxiter=5000)
+TIGHT = SolverOptions(atol=1e-13, btol=1e-13, maxiter=5000)
 
 # (name, m, n, rank or None, damp, assume_full_rank, cond)
 CASES = [
@@ -74,7 +74,7 @@ def case(request, rng):
 
 def make_loss(case, solver=lsmr):
     def loss(A, b, damp):
-        x, _ = lstsq(A, b, damp=damp, assume_full_rank=case["full_rank"], solver=solver, **TIGHT)
+        x, _ = lstsq(A, b, damp=damp, assume_full_rank=case["full_rank"], solver=solver, options=TIGHT)
         return loss_of(x, jnp.asarray(case["w"]))
 
     return loss
@@ -140,7 +140,7 @@ def test_check_grads_both_modes_through_a_function_operator(rng, rank, damp):
 
     def f(L, R, b, damp):
         x, _ = lstsq(lambda v: L @ (R.T @ v), b, damp=damp, x0=jnp.zeros(7),
-                     assume_full_rank=rank is None, **TIGHT)
+                     assume_full_rank=rank is None, options=TIGHT)
         return loss_of(x, w)
 
     args = (jnp.asarray(L), jnp.asarray(R), jnp.asarray(rng.standard_normal(12)), jnp.asarray(damp))
@@ -157,7 +157,7 @@ def test_hessian_vector_product_matches_finite_differences_of_gradient(rng, damp
     w = jnp.asarray(rng.standard_normal(8))
 
     def loss(A, b):
-        x, _ = lstsq(A, b, damp=damp, **TIGHT)
+        x, _ = lstsq(A, b, damp=damp, options=TIGHT)
         return loss_of(x, w) + jnp.sum(x**3) / 3
 
     b = jnp.asarray(rng.standard_normal(20))
@@ -181,7 +181,7 @@ def test_zero_rhs_gives_zero_solution_and_finite_gradients(rng):
     sq = jax.grad(lambda A, b: jnp.sum(lstsq(A, b)[0] ** 2), argnums=(0, 1))(A, b)
     assert all(np.all(np.asarray(g) == 0) for g in sq)
     w = jnp.asarray(rng.standard_normal(8))
-    gA, gb = jax.grad(lambda A, b: jnp.dot(w, lstsq(A, b, **TIGHT)[0]), argnums=(0, 1))(A, b)
+    gA, gb = jax.grad(lambda A, b: jnp.dot(w, lstsq(A, b, options=TIGHT)[0]), argnums=(0, 1))(A, b)
     assert np.all(np.isfinite(np.asarray(gA))) and np.all(np.isfinite(np.asarray(gb)))
     np.testing.assert_allclose(np.asarray(gb), np.linalg.pinv(np.asarray(A)).T @ np.asarray(w), atol=1e-9)
 
@@ -238,7 +238,7 @@ def test_gradients_under_jit_and_vmap(rng):
     As = jnp.asarray(np.stack([matrix_with_spectrum(rng, 20, 8, np.linspace(1, 3, 8)) for _ in range(3)]))
     bs = jnp.asarray(rng.standard_normal((3, 20)))
     w = jnp.asarray(rng.standard_normal(8))
-    loss = lambda A, b: loss_of(lstsq(A, b, **TIGHT)[0], w)
+    loss = lambda A, b: loss_of(lstsq(A, b, options=TIGHT)[0], w)
     batched = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(As, bs)
     for i in range(3):
         x = lstsq_dense(As[i], bs[i])
@@ -256,8 +256,8 @@ def test_gradient_error_follows_backward_tolerance(rng):
     _, exact, _ = lstsq_dense_vjp(A, b, 0.0, w + x)
     errors = []
     for tol in (1e-3, 1e-6, 1e-10):
-        backward = LSMROptions(atol=tol, btol=tol, maxiter=5000)
-        g = jax.grad(lambda b: loss_of(lstsq(A, b, backward=backward, **TIGHT)[0], jnp.asarray(w)))(b)
+        backward = SolverOptions(atol=tol, btol=tol, maxiter=5000)
+        g = jax.grad(lambda b: loss_of(lstsq(A, b, backward=backward, options=TIGHT)[0], jnp.asarray(w)))(b)
         errors.append(np.linalg.norm(np.asarray(g) - exact) / np.linalg.norm(exact))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-6 and errors[0] > 1e-6
@@ -271,13 +271,13 @@ def test_unrolled_autodiff_of_a_converged_solve_approaches_the_adjoint(rng):
     A = jnp.asarray(matrix_with_spectrum(rng, 50, 20, np.logspace(0, -1, 20)))
     b = jnp.asarray(rng.standard_normal(50))
     w = jnp.asarray(rng.standard_normal(20))
-    options = LSMROptions(atol=1e-14, btol=1e-14)
+    options = SolverOptions(atol=1e-14, btol=1e-14)
 
     def unrolled(A, b):
         x, _ = lsmr_fixed_iterations(linear_map(matmul, A, A.shape, A.dtype), b, 0.0, 300, options)
         return loss_of(x, w)
 
-    adjoint = jax.grad(lambda A, b: loss_of(lstsq(A, b, **TIGHT)[0], w), argnums=(0, 1))(A, b)
+    adjoint = jax.grad(lambda A, b: loss_of(lstsq(A, b, options=TIGHT)[0], w), argnums=(0, 1))(A, b)
     for a, u in zip(adjoint, jax.grad(unrolled, argnums=(0, 1))(A, b)):
         np.testing.assert_allclose(np.asarray(u), np.asarray(a), atol=1e-6 * float(jnp.linalg.norm(a)))
 
@@ -285,7 +285,7 @@ def test_unrolled_autodiff_of_a_converged_solve_approaches_the_adjoint(rng):
 # ---------------------------------------------------------------- every damping, against the SVD
 
 SWEEP_DAMPS = [0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0, 10.0]
-SWEEP_TOL = dict(atol=1e-12, btol=1e-12, maxiter=500)
+SWEEP_TOL = SolverOptions(atol=1e-12, btol=1e-12, maxiter=500)
 
 
 def exactly_rank_deficient(rng, m, n, rank):
@@ -349,7 +349,7 @@ def test_derivatives_at_every_damping_match_the_svd(rng, shape, rank, damp):
     x_ref, (gA_ref, gb_ref, gd_ref), dx_ref = svd_derivatives(A, b, damp, g, dA, db, ddamp, rank or min(m, n))
 
     def solve(A, b, d):
-        return lstsq(A, b, damp=d, assume_full_rank=rank is None, **SWEEP_TOL)[0]
+        return lstsq(A, b, damp=d, assume_full_rank=rank is None, options=SWEEP_TOL)[0]
 
     args = (jnp.asarray(A), jnp.asarray(b), jnp.asarray(damp))
     gA, gb, gd = jax.grad(lambda *a: jnp.dot(jnp.asarray(g), solve(*a)), argnums=(0, 1, 2))(*args)
@@ -372,7 +372,7 @@ def test_float32_derivatives_at_small_damping(rng, shape, damp):
     A, b, g = rng.standard_normal(shape), rng.standard_normal(m), rng.standard_normal(n)
     _, (_, gb_ref, gd_ref), _ = svd_derivatives(A, b, damp, g, np.zeros(shape), np.zeros(m), 0.0, min(m, n))
     f32 = lambda a: jnp.asarray(a, jnp.float32)
-    loss = lambda b_, d: jnp.dot(f32(g), lstsq(f32(A), b_, damp=d, atol=1e-6, btol=1e-6, maxiter=200)[0])
+    loss = lambda b_, d: jnp.dot(f32(g), lstsq(f32(A), b_, damp=d, options=SolverOptions(atol=1e-6, btol=1e-6, maxiter=200))[0])
     gb, gd = jax.grad(loss, argnums=(0, 1))(f32(b), f32(damp))
     assert gb.dtype == jnp.float32
     assert relative(gb, gb_ref) < 1e-3

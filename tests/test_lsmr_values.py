@@ -15,8 +15,9 @@ import scipy.sparse.linalg as spla
 
 from lsqlab import STOP_REASONS, lstsq, operators
 from lsqlab.dense import lstsq_dense
-from lsqlab.lsmr import LSMROptions, lsmr
+from lsqlab.lsmr import lsmr
 from lsqlab.operators import streamed_mv_rmv
+from lsqlab.solver import SolverOptions
 from lsqlab.lab.problems import matrix_with_spectrum
 
 # (name, m, n, cond, rank or None, damp); singular values log-spaced from 1 to 1/cond, except
@@ -48,7 +49,7 @@ def test_same_iterates_as_scipy_before_loss_of_orthogonality(rng, name, m, n, co
     A, b = build(rng, m, n, cond, rank)
     for k in (1, 4, 8):
         ref = spla.lsmr(A, b, damp=damp, atol=0, btol=0, conlim=0, maxiter=k)
-        x, info = lstsq(jnp.asarray(A), jnp.asarray(b), damp=damp, atol=0, btol=0, conlim=0, maxiter=k)
+        x, info = lstsq(jnp.asarray(A), jnp.asarray(b), damp=damp, options=SolverOptions(atol=0, btol=0, conlim=0, maxiter=k))
         assert int(info.iterations) == ref[2] == k
         np.testing.assert_allclose(np.asarray(x), ref[0], rtol=0, atol=1e-11 * np.linalg.norm(ref[0]))
         np.testing.assert_allclose(float(info.normr), ref[3], rtol=1e-12)
@@ -62,7 +63,7 @@ def test_same_iterates_as_scipy_before_loss_of_orthogonality(rng, name, m, n, co
 def test_converged_solution_matches_scipy_and_dense(rng, name, m, n, cond, rank, damp, tol):
     A, b = build(rng, m, n, cond, rank)
     ref = spla.lsmr(A, b, damp=damp, atol=tol, btol=tol, maxiter=10 * n)
-    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), damp=damp, atol=tol, btol=tol, maxiter=10 * n)
+    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), damp=damp, options=SolverOptions(atol=tol, btol=tol, maxiter=10 * n))
     x = np.asarray(x)
     assert abs(int(info.iterations) - ref[2]) <= 1
     assert int(info.istop) == ref[1] != 7
@@ -102,13 +103,13 @@ def test_spread_spectrum_stops_at_the_iteration_limit_like_scipy(rng):
 def test_minimum_norm_solution_of_wide_and_rank_deficient(rng):
     for m, n, rank in ((20, 50, None), (50, 30, 10)):
         A, b = build(rng, m, n, 10.0, rank)
-        x, _ = lstsq(jnp.asarray(A), jnp.asarray(b), atol=1e-12, btol=1e-12, maxiter=1000)
+        x, _ = lstsq(jnp.asarray(A), jnp.asarray(b), options=SolverOptions(atol=1e-12, btol=1e-12, maxiter=1000))
         np.testing.assert_allclose(np.asarray(x), np.linalg.pinv(A, rcond=1e-10) @ b, atol=1e-9)
 
 
 def test_info_reports_true_residuals(rng):
     A, b = build(rng, 80, 30, 1e2, None)
-    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), atol=1e-10, btol=1e-10, maxiter=300)
+    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), options=SolverOptions(atol=1e-10, btol=1e-10, maxiter=300))
     r = b - A @ np.asarray(x)
     np.testing.assert_allclose(float(info.normr), np.linalg.norm(r), rtol=1e-8)
     assert float(info.normar) <= 1e-8 * np.linalg.norm(A) * np.linalg.norm(r)
@@ -125,7 +126,7 @@ def test_zero_rhs_gives_zero_solution(rng):
 
 def test_iteration_limit_is_reported(rng):
     A, b = build(rng, 300, 100, 1e3, None)
-    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), atol=1e-14, btol=1e-14, maxiter=7)
+    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), options=SolverOptions(atol=1e-14, btol=1e-14, maxiter=7))
     assert int(info.iterations) == 7 and int(info.istop) == 7
     assert "iteration limit" in info.reason and not bool(info.converged)
     assert np.all(np.isfinite(np.asarray(x)))
@@ -136,10 +137,10 @@ def test_warm_start_matches_scipy_x0(rng):
     x0 = rng.standard_normal(20)
     for k in (3, 6):  # same iterates from the same start
         ref = spla.lsmr(A, b, x0=x0, atol=0, btol=0, conlim=0, maxiter=k)
-        x, _ = lstsq(jnp.asarray(A), jnp.asarray(b), x0=jnp.asarray(x0), atol=0, btol=0, conlim=0, maxiter=k)
+        x, _ = lstsq(jnp.asarray(A), jnp.asarray(b), x0=jnp.asarray(x0), options=SolverOptions(atol=0, btol=0, conlim=0, maxiter=k))
         np.testing.assert_allclose(np.asarray(x), ref[0], atol=1e-12 * np.linalg.norm(ref[0]))
     ref = spla.lsmr(A, b, x0=x0, atol=1e-10, btol=1e-10, maxiter=200)
-    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), x0=jnp.asarray(x0), atol=1e-10, btol=1e-10, maxiter=200)
+    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), x0=jnp.asarray(x0), options=SolverOptions(atol=1e-10, btol=1e-10, maxiter=200))
     assert abs(int(info.iterations) - ref[2]) <= 1
     np.testing.assert_allclose(np.asarray(x), lstsq_dense(A, b), atol=1e-8)
 
@@ -153,7 +154,7 @@ def test_function_operator_with_pytrees(rng):
 
     b = jnp.asarray(rng.standard_normal((10, 4)))
     domain = {"w": jnp.zeros((3, 4)), "c": jnp.zeros(4)}
-    x, info = lstsq(A, b, x0=domain, atol=1e-12, btol=1e-12)
+    x, info = lstsq(A, b, x0=domain, options=SolverOptions(atol=1e-12, btol=1e-12))
     assert set(x) == {"w", "c"} and x["w"].shape == (3, 4)
     dense = np.hstack([np.asarray(design), np.ones((10, 1))])
     ref = np.linalg.lstsq(dense, np.asarray(b), rcond=None)[0]
@@ -172,14 +173,14 @@ def test_matrix_free_convolution_operator(rng):
     dense = np.stack([np.convolve(e, np.asarray(kernel), mode="full") for e in np.eye(n)], axis=1)
     b = rng.standard_normal(n + 2)
     x, _ = lstsq(blur, jnp.asarray(b), domain=jax.ShapeDtypeStruct((n,), jnp.float64), damp=1e-2,
-                 atol=1e-12, btol=1e-12, maxiter=2000)
+                 options=SolverOptions(atol=1e-12, btol=1e-12, maxiter=2000))
     np.testing.assert_allclose(np.asarray(x), lstsq_dense(dense, b, 1e-2), atol=1e-8)
 
 
 def test_jit_and_vmap_over_rhs_and_operators(rng):
     As = jnp.asarray(np.stack([build(rng, 40, 15, 10.0, None)[0] for _ in range(3)]))
     bs = jnp.asarray(rng.standard_normal((3, 40)))
-    solve = jax.jit(lambda A, b: lstsq(A, b, atol=1e-12, btol=1e-12, maxiter=500)[0])
+    solve = jax.jit(lambda A, b: lstsq(A, b, options=SolverOptions(atol=1e-12, btol=1e-12, maxiter=500))[0])
     batched_rhs = jax.vmap(solve, in_axes=(None, 0))(As[0], bs)
     batched_ops = jax.vmap(solve)(As, bs)
     for i in range(3):
@@ -190,7 +191,7 @@ def test_jit_and_vmap_over_rhs_and_operators(rng):
 def test_float32_matches_scipy_in_float32(rng):
     A, b = build(rng, 200, 50, 1e2, None)
     A32, b32 = A.astype(np.float32), b.astype(np.float32)
-    x, info = lstsq(jnp.asarray(A32), jnp.asarray(b32), atol=1e-5, btol=1e-5, maxiter=500)
+    x, info = lstsq(jnp.asarray(A32), jnp.asarray(b32), options=SolverOptions(atol=1e-5, btol=1e-5, maxiter=500))
     ref = spla.lsmr(A32, b32, atol=1e-5, btol=1e-5, maxiter=500)
     assert x.dtype == jnp.float32 and bool(info.converged) and int(info.istop) == ref[1]
     # Rounding in float32 moves the stopping point by a few iterations (here 112 against 109).
@@ -203,12 +204,12 @@ def test_float32_matches_scipy_in_float32(rng):
 
 
 def test_fixed_iteration_scan_equals_the_while_loop(rng):
-    from lsqlab.lsmr import lsmr, lsmr_fixed_iterations, LSMROptions
+    from lsqlab.lsmr import lsmr, lsmr_fixed_iterations
     from lsqlab.operators import linear_map, matmul
 
     A, b = build(rng, 80, 30, 1e2, None)
     op = linear_map(matmul, jnp.asarray(A), A.shape, jnp.float64)
-    options = LSMROptions(atol=1e-8, btol=1e-8, maxiter=300)
+    options = SolverOptions(atol=1e-8, btol=1e-8, maxiter=300)
     x_while, info_while = lsmr(op, jnp.asarray(b), 0.0, None, options)
     x_scan, info_scan = lsmr_fixed_iterations(op, jnp.asarray(b), 0.0, 300, options)
     assert int(info_scan.iterations) == int(info_while.iterations) < 300
@@ -238,11 +239,11 @@ def test_lsmr_on_a_streamed_matrix_matches_the_plain_products(rng, monkeypatch):
     op = operators.linear_map(operators.matmul, A, A.shape, A.dtype)
     assert op.mv_rmv is not None and op.T.mv_rmv is op.mv_rmv
     for k in (1, 4, 8):
-        options = LSMROptions(atol=0, btol=0, conlim=0, maxiter=k)
+        options = SolverOptions(atol=0, btol=0, conlim=0, maxiter=k)
         x, _ = lsmr(op, b, 0.0, None, options)
         x_plain, _ = lsmr(op._replace(mv_rmv=None), b, 0.0, None, options)
         np.testing.assert_allclose(np.asarray(x), np.asarray(x_plain), rtol=0, atol=1e-12 * np.linalg.norm(x_plain))
-    x, info = jax.jit(lambda b: lsmr(op, b, 0.0, None, LSMROptions(atol=1e-12, btol=1e-12, maxiter=1000)))(b)
+    x, info = jax.jit(lambda b: lsmr(op, b, 0.0, None, SolverOptions(atol=1e-12, btol=1e-12, maxiter=1000)))(b)
     exact = lstsq_dense(A, b)
     assert bool(info.converged)
     assert np.linalg.norm(np.asarray(x) - exact) <= 1e-9 * np.linalg.norm(exact)

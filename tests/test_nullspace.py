@@ -57,7 +57,6 @@ def test_project_matches_the_dense_formula_and_J_d_equals_minus_gamma_c(point):
     assert float(info.linearized_violation) < 1e-10
     assert float(info.violation) == pytest.approx(np.linalg.norm(c))
     assert info.reason.startswith("||r|| small") and int(info.iterations) <= 2 * 3 + 10
-    assert np.isnan(float(info.redundancy))
 
 
 def test_projection_is_idempotent_and_orthogonal_to_the_normal_space(point, rng):
@@ -72,7 +71,7 @@ def test_projection_is_idempotent_and_orthogonal_to_the_normal_space(point, rng)
     assert abs(flat(once) @ removed) < 1e-10 * np.linalg.norm(flat(update)) ** 2
 
 
-def test_redundant_constraints_give_the_same_step_and_are_reported(point):
+def test_redundant_constraints_give_the_same_step(point):
     params, update = point
 
     def redundant(p):
@@ -80,19 +79,14 @@ def test_redundant_constraints_give_the_same_step_and_are_reported(point):
         return jnp.concatenate([c, c[:2], 2 * c[1:2]])  # rank 3 of 6 rows; c stays in range(J)
 
     solve = jax.jit(
-        lambda constraint: nullspace.project(constraint, params, update, gamma=0.5, probe_rank=True),
+        lambda constraint: nullspace.project(constraint, params, update, gamma=0.5),
         static_argnums=0,
     )
-    reference, full_info = solve(curved_constraint)
+    reference, _ = solve(curved_constraint)
     projected, info = solve(redundant)
     np.testing.assert_allclose(flat(projected), flat(reference), atol=1e-9)
     assert bool(jnp.isin(info.istop, jnp.asarray([1, 2, 4, 5])))
     assert float(info.linearized_violation) < 1e-9
-    assert float(full_info.redundancy) < 1e-12  # full row rank: I - J J^+ = 0
-    assert float(info.redundancy) > 0.1  # E = m - rank = 3; one seeded probe: measured 2.99
-    tx = nullspace.transform(optax.sgd(0.1), redundant, gamma=0.5, probe_rank=True)
-    _, state = jax.jit(tx.update)(update, tx.init(params), params)
-    np.testing.assert_allclose(float(state.info.redundancy), float(info.redundancy), rtol=1e-6)
 
 
 def test_sign_convention_first_order_violation_shrinks_by_one_minus_gamma(rng):
@@ -152,8 +146,8 @@ def test_gamma_at_the_ends_of_zero_one_and_traced_gamma_are_accepted():
 def test_transform_rejects_bad_options_and_missing_params():
     with pytest.raises(ValueError, match="order"):
         nullspace.transform(optax.sgd(0.1), lambda p: p[:1], gamma=0.5, order="sideways")
-    with pytest.raises(ValueError, match="warmup_steps"):
-        nullspace.transform(optax.sgd(0.1), lambda p: p[:1], gamma=0.5, warmup_steps=-1)
+    with pytest.raises(TypeError, match="options must be SolverOptions or None, got dict"):
+        nullspace.transform(optax.sgd(0.1), lambda p: p[:1], gamma=0.5, options=dict(atol=1e-6))
     tx = nullspace.transform(optax.sgd(0.1), lambda p: p[:1], gamma=0.5)
     with pytest.raises(ValueError, match="needs params"):
         tx.update(jnp.ones(3), tx.init(jnp.ones(3)))
@@ -259,26 +253,6 @@ def test_orders_coincide_for_sgd_and_the_correction_bypasses_the_base(qp, rng):
         tx = nullspace.transform(optax.scale(0.0), qp.constraint, gamma=0.5, order=order)
         step = jax.jit(tx.update)(grads, tx.init(params), params)[0]
         np.testing.assert_allclose(flat(step), correction, atol=1e-12)
-
-
-@pytest.mark.parametrize("warmup_steps", [0, 3])
-def test_warmup_steps_are_counted_exactly(qp, rng, warmup_steps):
-    base = optax.adam(0.1)
-    tx = nullspace.transform(base, qp.constraint, gamma=0.5, warmup_steps=warmup_steps)
-    update = jax.jit(tx.update)
-    params, grads = nested(rng.standard_normal(12)), nested(rng.standard_normal(12))
-    state, base_state = tx.init(params), base.init(params)
-    for step in range(warmup_steps + 2):
-        constrained, state = update(grads, state, params)
-        plain, base_state = base.update(grads, base_state, params)
-        projected = step >= warmup_steps
-        assert (int(state.info.istop) != nullspace.NOT_PROJECTED) == projected
-        if projected:
-            np.testing.assert_allclose(qp.A @ flat(constrained), -0.5 * qp.constraint(params), atol=1e-10)
-        else:
-            np.testing.assert_allclose(flat(constrained), flat(plain), atol=1e-14)
-            assert state.info.reason.startswith("not projected")
-        assert int(state.count) == step + 1
 
 
 def test_constraint_args_reach_the_constraint(rng):

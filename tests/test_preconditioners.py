@@ -15,8 +15,9 @@ from lsqlab.preconditioners import (
     column_scaling,
     sketch_preconditioner,
 )
+from lsqlab.solver import SolverOptions
 
-TIGHT = dict(atol=1e-14, btol=1e-14, maxiter=3000)
+TIGHT = SolverOptions(atol=1e-14, btol=1e-14, maxiter=3000)
 
 
 @pytest.fixture
@@ -30,9 +31,9 @@ def spread(rng):
 def test_sketch_preconditioner_solves_what_plain_lsmr_cannot(spread, rank_revealing):
     A, b = spread
     exact = lstsq_dense(A, b)
-    _, plain = lstsq(A, b, **TIGHT)
+    _, plain = lstsq(A, b, options=TIGHT)
     P = sketch_preconditioner(A, jax.random.key(0), rank_revealing=rank_revealing)
-    x, info = lstsq(A, b, preconditioner=P, **TIGHT)
+    x, info = lstsq(A, b, preconditioner=P, options=TIGHT)
     assert int(plain.istop) == 7  # 3000 iterations are not enough without
     assert bool(info.converged) and int(info.iterations) < 100
     assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
@@ -43,7 +44,7 @@ def test_damped_answer_does_not_depend_on_the_preconditioner(spread):
     damp = 1e-3
     exact = lstsq_dense(A, b, damp)
     for P in (sketch_preconditioner(A, jax.random.key(1), damp=damp), column_scaling(A, damp=damp)):
-        x, info = lstsq(A, b, damp=damp, preconditioner=P, **TIGHT)
+        x, info = lstsq(A, b, damp=damp, preconditioner=P, options=TIGHT)
         assert bool(info.converged)
         assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
 
@@ -54,7 +55,7 @@ def test_rank_revealing_sketch_keeps_the_minimum_norm_solution(rng):
     b = jnp.asarray(rng.standard_normal(200))
     P = sketch_preconditioner(A, jax.random.key(2), rcond=1e-10)
     assert P.size == 40
-    x, _ = lstsq(A, b, preconditioner=P, **TIGHT)
+    x, _ = lstsq(A, b, preconditioner=P, options=TIGHT)
     exact = np.linalg.pinv(np.asarray(A), rcond=1e-10) @ np.asarray(b)
     assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
 
@@ -67,7 +68,7 @@ def test_gradients_through_a_preconditioned_solve(rng, damp):
     P = sketch_preconditioner(A, jax.random.key(3), damp=damp)
 
     def loss(A, b, d, preconditioner):
-        x, _ = lstsq(A, b, damp=d, preconditioner=preconditioner, **TIGHT)
+        x, _ = lstsq(A, b, damp=d, preconditioner=preconditioner, options=TIGHT)
         return jnp.dot(jnp.asarray(w), x)
 
     args = (A, b, jnp.asarray(damp))
@@ -91,8 +92,8 @@ def test_column_scaling_fixes_badly_scaled_columns(rng):
     core = matrix_with_spectrum(rng, 300, 40, np.linspace(1, 2, 40))
     A = jnp.asarray(core * np.logspace(-4, 4, 40))
     b = jnp.asarray(rng.standard_normal(300))
-    _, plain = lstsq(A, b, atol=1e-10, btol=1e-10, maxiter=3000)
-    x, scaled = lstsq(A, b, preconditioner=column_scaling(A), atol=1e-10, btol=1e-10, maxiter=3000)
+    _, plain = lstsq(A, b, options=SolverOptions(atol=1e-10, btol=1e-10, maxiter=3000))
+    x, scaled = lstsq(A, b, preconditioner=column_scaling(A), options=SolverOptions(atol=1e-10, btol=1e-10, maxiter=3000))
     assert int(scaled.iterations) * 5 < int(plain.iterations)
     exact = lstsq_dense(A, b)
     assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
@@ -104,7 +105,7 @@ def test_matrix_free_sketch_by_batched_transposed_products(rng):
     domain = jax.ShapeDtypeStruct((50,), jnp.float64)
     P = sketch_preconditioner(op, jax.random.key(4), domain=domain)
     b = jnp.asarray(rng.standard_normal(200))
-    x, info = lstsq(op, b, domain=domain, preconditioner=P, **TIGHT)
+    x, info = lstsq(op, b, domain=domain, preconditioner=P, options=TIGHT)
     assert int(info.iterations) < 100
     np.testing.assert_allclose(np.asarray(x), lstsq_dense(M, b), rtol=0, atol=1e-8 * np.linalg.norm(lstsq_dense(M, b)))
     scaling = column_scaling(op, domain=domain)
@@ -167,7 +168,7 @@ def test_float32_factorisation_still_gives_float64_answers(spread):
     A, b = spread
     P = sketch_preconditioner(A, jax.random.key(5), rank_revealing=False, factor_dtype=jnp.float32)
     assert P.matrix.dtype == jnp.float64
-    x, info = lstsq(A, b, preconditioner=P, **TIGHT)
+    x, info = lstsq(A, b, preconditioner=P, options=TIGHT)
     exact = lstsq_dense(A, b)
     assert int(info.iterations) < 100
     assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
@@ -182,7 +183,7 @@ def test_cholesky_factorisation_matches_qr(spread):
     for factorisation in ("qr", "cholesky"):
         P = sketch_preconditioner(A, jax.random.key(6), rank_revealing=False, factor_dtype=jnp.float32,
                                   factorisation=factorisation)
-        runs[factorisation] = lstsq(A, b, preconditioner=P, **TIGHT)
+        runs[factorisation] = lstsq(A, b, preconditioner=P, options=TIGHT)
     for x, info in runs.values():
         assert bool(info.converged) and int(info.iterations) < 100
         assert np.linalg.norm(np.asarray(x) - exact) <= 1e-8 * np.linalg.norm(exact)
@@ -213,7 +214,7 @@ def test_gradients_with_the_fast_recipe_on_a_streamed_matrix(rng, monkeypatch):
                               factor_dtype=jnp.float32, factorisation="cholesky")
 
     def loss(A, b):
-        x, _ = lstsq(A, b, preconditioner=P, **TIGHT)
+        x, _ = lstsq(A, b, preconditioner=P, options=TIGHT)
         return jnp.dot(jnp.asarray(w), x)
 
     dA, db = jax.grad(loss, argnums=(0, 1))(A, b)
@@ -265,7 +266,7 @@ def test_preconditioned_solve_as_accurate_as_scipy_on_the_formed_product(rng, co
 
     A, b, x_true = graded_consistent(rng, cond, graded)
     P = sketch_preconditioner(jnp.asarray(A), jax.random.key(0))
-    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), preconditioner=P, atol=1e-14, btol=1e-14, maxiter=2000)
+    x, info = lstsq(jnp.asarray(A), jnp.asarray(b), preconditioner=P, options=SolverOptions(atol=1e-14, btol=1e-14, maxiter=2000))
     Pm = np.asarray(P.matrix)
     y, _, scipy_iterations = scipy_lsmr(A @ Pm, b, atol=1e-14, btol=1e-14, maxiter=2000)[:3]
     error = np.linalg.norm(np.asarray(x) - x_true) / np.linalg.norm(x_true)
@@ -287,7 +288,7 @@ def test_no_converged_code_with_a_wrong_answer(rng, cond):
     bound = 1e3 * cond * np.finfo(np.float64).eps
     for operator, preconditioner in ((lambda v: A @ v, P), (A, singular)):
         x, info = lstsq(operator, b, domain=jnp.zeros(120), preconditioner=preconditioner,
-                        atol=1e-14, btol=1e-14, maxiter=2000)
+                        options=SolverOptions(atol=1e-14, btol=1e-14, maxiter=2000))
         error = np.linalg.norm(np.asarray(x) - x_true) / np.linalg.norm(x_true)
         assert int(info.istop) == 9 or (int(info.istop) in (1, 2) and error <= bound), (int(info.istop), error)
         assert int(info.istop) != 9 or info.reason.startswith("stop test met by the recurrences")
@@ -301,6 +302,6 @@ def test_wide_undamped_preconditioned_by_value(rng):
     P = column_scaling(A)
     with pytest.raises(ValueError, match="wide undamped"):
         lstsq(A, b, damp=jnp.asarray(0.0), preconditioner=P)
-    solve = jax.jit(lambda d: lstsq(A, b, damp=d, preconditioner=P, atol=1e-12, btol=1e-12, maxiter=500)[0])
+    solve = jax.jit(lambda d: lstsq(A, b, damp=d, preconditioner=P, options=SolverOptions(atol=1e-12, btol=1e-12, maxiter=500))[0])
     np.testing.assert_allclose(np.asarray(solve(0.0)), np.linalg.pinv(np.asarray(A)) @ np.asarray(b), atol=1e-10)
     np.testing.assert_allclose(np.asarray(solve(0.5)), lstsq_dense(np.asarray(A), np.asarray(b), 0.5), atol=1e-10)

@@ -45,10 +45,10 @@ def test_row_sharded_solve_matches_and_streams_no_gathered_copy_of_a():
     temporaries of a solve and of value_and_grad stay below a tenth of the shard.
     On one device the same solve still streams A in row blocks."""
     out = run_on_four_devices("""
-        from lsqlab import lstsq, operators
+        from lsqlab import SolverOptions, lstsq, operators
         rng = np.random.default_rng(0)
         A, b = jnp.asarray(rng.standard_normal((400, 50))), jnp.asarray(rng.standard_normal(400))
-        loss = lambda A, b: jnp.sum(lstsq(A, b, atol=1e-12, btol=1e-12, maxiter=500)[0] ** 2)
+        loss = lambda A, b: jnp.sum(lstsq(A, b, options=SolverOptions(atol=1e-12, btol=1e-12, maxiter=500))[0] ** 2)
         value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
         v1, (gA1, gb1) = value_and_grad(jax.device_put(A, ROWS), jax.device_put(b, VECTOR))
         v2, (gA2, gb2) = value_and_grad(A, b)
@@ -62,7 +62,7 @@ def test_row_sharded_solve_matches_and_streams_no_gathered_copy_of_a():
         A = jax.ShapeDtypeStruct((m, n), jnp.float64, sharding=ROWS)
         b = jax.ShapeDtypeStruct((m,), jnp.float64, sharding=VECTOR)
         shard_bytes = m * n * 8 // 4
-        solve = lambda A, b: jnp.sum(lstsq(A, b, atol=1e-10, btol=1e-10, maxiter=50)[0] ** 2)
+        solve = lambda A, b: jnp.sum(lstsq(A, b, options=SolverOptions(atol=1e-10, btol=1e-10, maxiter=50))[0] ** 2)
         for f in (solve, jax.value_and_grad(solve, argnums=(0, 1))):
             compiled = jax.jit(f).lower(A, b).compile()
             temp = compiled.memory_analysis().temp_size_in_bytes

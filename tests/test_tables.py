@@ -128,7 +128,7 @@ def test_results_commands_write_to_the_scratch_folder_unless_asked_to_record(tmp
         assert message in capsys.readouterr().err
 
 
-def test_main_runs_the_chosen_table_on_the_budget_asked_for(tmp_path, capsys):
+def test_main_runs_the_chosen_table_on_the_budget_asked_for(tmp_path, capsys, monkeypatch):
     """The command behind benchmarks/app_*.py, on a stand-in application: --table picks the table,
     --smoke the application's SMOKE budget, --out the folder."""
     app = types.ModuleType("demo_app", "A stand-in application.")
@@ -139,6 +139,7 @@ def test_main_runs_the_chosen_table_on_the_budget_asked_for(tmp_path, capsys):
         return [dict(data="x", method="a", seed=0, score_error=1.0 if budget == "full" else 2.0, precision=0.5)]
 
     app.TABLES = {"demo": DEMO._replace(rows=rows), "other": DEMO._replace(name="other", rows=rows)}
+    monkeypatch.setattr(tables, "SMOKE", False)  # as without LSQLAB_SMOKE / CI in the environment
     summary = tables.main(app, str(ROOT / "benchmarks" / "app_demo.py"), ["--smoke", "--out", str(tmp_path)])
     assert summary[0]["score_error_mean"] == 2.0 and (tmp_path / "demo.md").exists()
     assert f"demo written to {tmp_path}" in capsys.readouterr().out

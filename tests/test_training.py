@@ -84,3 +84,15 @@ def test_bad_input_is_refused():
     mismatched = training.Batches((jnp.arange(10), jnp.arange(9)), lambda s, d: draw(s[0], d), (X, Y))
     with pytest.raises(ValueError, match="common leading axis"):
         training.train(squared_error, optax.adam(0.1), start(), mismatched)
+
+
+def test_a_second_seed_reuses_the_compiled_chunk_only_for_the_same_objects():
+    tx = optax.adam(0.1)
+    first = training.train(squared_error, tx, start(), training.Batches(jnp.arange(10), draw, (X, Y)), chunk=5)
+    shifted = training.Batches(jnp.arange(10)[::-1], draw, (X + 1.0, Y))  # new data, same types: no compile
+    again = training.train(squared_error, tx, start(), shifted, chunk=5)
+    assert again.compile_s < first.compile_s / 5
+    assert not np.allclose(again.losses, first.losses)  # it ran on the new arguments, not on baked-in ones
+    other = training.train(squared_error, optax.adam(0.1), start(), shifted, chunk=5)  # a new optimiser object
+    assert other.compile_s > again.compile_s
+    np.testing.assert_allclose(other.losses, again.losses, rtol=1e-12)

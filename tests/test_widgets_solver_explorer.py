@@ -6,8 +6,9 @@ import pytest
 
 from lsqlab.cgls import cgls_trace
 from lsqlab.lab.convergence import SOLVERS, compare_solvers, conditioned_problem, iterations_against_condition
-from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
+from lsqlab.lsmr import lsmr_trace
 from lsqlab.operators import linear_map, matmul
+from lsqlab.solver import STOP_REASONS, SolverOptions
 from lsqlab.widgets.solver_explorer import PANELS, SWEEP_CONDS, SolverExplorer, stop_index, trace_index
 
 SMALL = dict(rows=60, cols=20, cond=10.0, iterations=40, tol=1e-8)
@@ -21,7 +22,7 @@ def reference_traces(m, n, cond, iterations, tol):
     problem = conditioned_problem(m, n, cond)
     A = jnp.asarray(problem.A)
     op = linear_map(matmul, A, A.shape, A.dtype)
-    options = LSMROptions(atol=tol, btol=tol)
+    options = SolverOptions(atol=tol, btol=tol)
     b = jnp.asarray(problem.b)
     return lsmr_trace(op, b, 0.0, iterations, options), cgls_trace(op, b, 0.0, iterations, options)
 

@@ -4,24 +4,26 @@ A noise-conditional score model s(x, sigma) ~ grad_x log p_sigma(x), p_sigma = p
 trained by denoising score matching (DSM) over sigma in [0.1, 3] (the VE-SDE range). The true score is a
 gradient, so its Jacobian ds/dx (a Hessian) is symmetric; a free network's is not. The four methods:
 
-- ``unconstrained``: an MLP [x, log sigma] -> R^2;
+- ``plain``: an MLP [x, log sigma] -> R^2, nothing imposed;
 - ``energy``: a scalar MLP e and s = -grad_x e / sigma (symmetric Jacobian by construction);
-- ``penalty``: the unconstrained MLP plus mu * mean ||(J - J^T)/2||_F^2 on the training batch
+- ``penalty``: the plain MLP plus mu * mean ||(J - J^T)/2||_F^2 on the training batch
   (QCSBM, Chao et al. 2023; exact in 2-D, where the antisymmetric part has one entry);
-- ``nullspace``: the unconstrained MLP trained with :func:`lsqlab.nullspace.transform` under
+- ``nullspace``: the plain MLP trained with :func:`lsqlab.nullspace.transform` under
   c = antisymmetric part of ds/dx at collocation pairs (x_k, sigma_k) (:func:`lsqlab.constraints.conservativeness`).
 
 Both networks output sigma s(x, sigma) (the "scaled score", O(1) at every noise level); the model's
 kind is read off the width of its last layer (1: energy, 2: vector field). Measures: the normalised
 asymmetry NAsym = ||(J - J^T)/2||_F^2 / ||J||_F^2, the error against the exact score of the noised
 empirical distribution, and the energy distance and k-NN precision/recall of annealed-Langevin samples.
+Training runs in the shared loop (:mod:`lsqlab.applications.training`); :data:`TABLES` holds the main
+comparison (``scores``) and the fixed-against-redrawn collocation study (``scores_collocation``).
 """
 
 from __future__ import annotations
 
-import functools
-import time
-from typing import Any, Callable, NamedTuple
+from functools import lru_cache, partial
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,11 +31,12 @@ import numpy as np
 import optax
 
 from lsqlab import baselines, constraints, multipliers, nullspace
-from lsqlab.applications import mlp
-from lsqlab.data import toy_2d
+from lsqlab.applications import mlp, tables, training
+from lsqlab.data import TOY_2D, toy_2d
+from lsqlab.solver import SolverOptions
 
 SIGMA_MIN, SIGMA_MAX = 0.1, 3.0
-METHODS = ("unconstrained", "energy", "penalty", "nullspace")
+METHODS = ("plain", "energy", "penalty", "nullspace")
 DIM = 2
 
 Params = mlp.Params
@@ -155,7 +158,7 @@ _score = jax.jit(score)
 
 def model_score(params: Params) -> ScoreFn:
     """(x, sigma) -> s(x, sigma) of a trained model, compiled once per model shape."""
-    return functools.partial(_score, params)
+    return partial(_score, params)
 
 
 # ------------------------------------------------------------------------------------------- measures
@@ -277,7 +280,7 @@ def annealed_langevin(
     return x + SIGMA_MIN**2 * score_fn(x, jnp.full((num_samples,), SIGMA_MIN, dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("num_samples", "num_levels", "steps_per_level", "step_size"))
+@partial(jax.jit, static_argnames=("num_samples", "num_levels", "steps_per_level", "step_size"))
 def sample_with_model(params: Params, data: jax.Array, key: jax.Array, num_samples: int, *, num_levels: int = 20,
                       steps_per_level: int = 20, step_size: float = 0.1) -> jax.Array:
     """:func:`annealed_langevin` with the model's score, started from the moments of ``data`` (the training set)."""
@@ -286,7 +289,7 @@ def sample_with_model(params: Params, data: jax.Array, key: jax.Array, num_sampl
                              step_size=step_size)
 
 
-@functools.partial(jax.jit, static_argnames=("num_samples", "num_levels", "steps_per_level", "step_size"))
+@partial(jax.jit, static_argnames=("num_samples", "num_levels", "steps_per_level", "step_size"))
 def sample_with_exact_score(data: jax.Array, key: jax.Array, num_samples: int, *, num_levels: int = 20,
                             steps_per_level: int = 20, step_size: float = 0.1) -> jax.Array:
     """:func:`annealed_langevin` with :func:`exact_score` of the noised ``data`` (the reference sampler)."""
@@ -315,37 +318,25 @@ as the sigma^2 weighting of the DSM loss does. ||(J_k - J_k^T)/2||_F^2 = 2 c_k^2
 """
 
 
+LEARNING_RATE = 2e-3  # Adam's, cosine-decayed to 5 % over a run
+MU = 100.0  # weight of the asymmetry penalty (``penalty``)
+GAMMA = 0.5  # fraction of the constraint's violation removed per step (``nullspace``)
+LSMR_OPTIONS = SolverOptions(atol=1e-4, btol=1e-4)  # the null-space solves on J when train(gram=None)
+
+
 def collocation_pairs(key: jax.Array, data: jax.Array, num: int) -> NoisedBatch:
     """``num`` collocation pairs (x_k, sigma_k): training points drawn with replacement, noised at log-uniform sigma."""
     key_pick, key_noise = jax.random.split(key)
     return noise_batch(key_noise, data[jax.random.randint(key_pick, (num,), 0, data.shape[0])])
 
 
-class TrainingRun(NamedTuple):
-    """A trained model: parameters, DSM loss per step, seconds per step (compiled, after the first),
-    the fixed collocation pairs (null-space method with fixed points, else None), and the last
-    null-space step's :class:`lsqlab.nullspace.ProjectionInfo` (else None)."""
+class Run(NamedTuple):
+    """A trained score model: the shared loop's record (:class:`~lsqlab.applications.training.Trained`:
+    parameters, loss per step, ms per step, the null-space steps' diagnostics) and the fixed collocation
+    pairs (``nullspace`` with ``resample=False``; else None)."""
 
-    params: Params
-    losses: np.ndarray
-    seconds_per_step: float
+    trained: training.Trained
     collocation: NoisedBatch | None
-    info: Any
-
-
-class TrainingConfig(NamedTuple):
-    """Settings of :func:`train` that fix the compiled step (hashable: one compilation per config)."""
-
-    method: str
-    steps: int
-    batch_size: int = 256
-    learning_rate: float = 2e-3
-    mu: float = 100.0
-    gamma: float = 0.5
-    num_collocation: int = 32
-    resample: bool = True
-    solver_tol: float = 1e-4
-    gram: Any = multipliers.GramDense()
 
 
 def train(
@@ -354,87 +345,84 @@ def train(
     *,
     key: jax.Array,
     steps: int,
+    chunk: int | None = None,
     width: int = 64,
     depth: int = 3,
-    **options: Any,
-) -> TrainingRun:
-    """Train a score model by DSM with Adam (cosine-decayed learning rate), one of :data:`METHODS`.
+    batch_size: int = 256,
+    num_collocation: int = 32,
+    resample: bool = True,
+    gram: multipliers.GramDense | multipliers.GramCG | None = multipliers.GramDense(),
+) -> Run:
+    """Train a score model of one of :data:`METHODS` by DSM with Adam in :func:`training.train`.
 
-    ``options`` (see :class:`TrainingConfig` for defaults): ``batch_size``, ``learning_rate``;
-    ``mu``, the weight of the asymmetry penalty mu * mean_k ||(J_k - J_k^T)/2||_F^2 over the batch
-    (``penalty``); ``gamma``, ``num_collocation``, ``resample``, ``solver_tol``: the null-space
-    method's landing rate, number m of collocation pairs (m < #parameters), whether the pairs are
-    redrawn at every step (else drawn once and kept), and the LSMR tolerance of its solves on J
-    (used with ``gram=None``); ``gram``: the solves on J, by default the dense Gram form
-    (:class:`lsqlab.multipliers.GramDense`: J formed pair by pair, m = 32 by default, and (J J^T)^+
-    shared by both solves of a step), about 8x cheaper than LSMR here for the same steps.
+    Adam's learning rate: :data:`LEARNING_RATE`, cosine-decayed to 5 % over the ``steps`` (``chunk`` steps
+    per compiled chunk). ``key`` splits into (init, collocation, steps) keys and ``steps`` splits into one key
+    per step, which splits into (pick, noise, collocation) keys: each step draws ``batch_size`` training
+    points with replacement and noises them (:func:`noise_batch`). ``penalty`` adds
+    mu * mean_k ||(J_k - J_k^T)/2||_F^2 over the batch (mu = :data:`MU`); ``nullspace`` projects every Adam
+    step (:func:`lsqlab.nullspace.transform`, order "both", landing rate :data:`GAMMA`) so that
+    :data:`asymmetry_constraint` vanishes at ``num_collocation`` pairs (m < #parameters), redrawn at every
+    step (``resample``) or drawn once from the collocation key and kept. The solves on J use ``gram``: by
+    default the dense Gram form (:class:`lsqlab.multipliers.GramDense`: J formed pair by pair, (J J^T)^+
+    shared by both solves of a step); None: LSMR from zero with :data:`LSMR_OPTIONS`.
+    ``Run.trained.losses``: the objective each step minimises (for ``penalty`` DSM plus the penalty).
     """
-    config = TrainingConfig(method, steps, **options)
-    _check_config(config)
+    _check_method(method)
     data = jnp.asarray(data)
     if data.ndim != 2 or data.shape[1] != DIM:
         raise ValueError(f"data must have shape (n, {DIM}), got {data.shape}")
+    if steps < 1 or batch_size < 1 or num_collocation < 1:
+        raise ValueError(f"need steps, batch_size and num_collocation >= 1; got {steps}, {batch_size}, "
+                         f"{num_collocation}")
     key_init, key_colloc, key_steps = jax.random.split(key, 3)
     params = init_model(key_init, method, width=width, depth=depth, dtype=data.dtype)
-    fixed = None
-    if method == "nullspace" and not config.resample:
-        fixed = collocation_pairs(key_colloc, data, config.num_collocation)
-    state = _optimizer(config).init(params)
-    losses = np.empty(steps)
-    keys = jax.random.split(key_steps, steps)
-    params, state, loss = _train_step(params, state, keys[0], data, fixed, config)  # compiles
-    losses[0] = float(loss)
-    start = time.perf_counter()
-    for i in range(1, steps):
-        params, state, loss = _train_step(params, state, keys[i], data, fixed, config)
-        losses[i] = loss
-    jax.block_until_ready(params)
-    seconds = (time.perf_counter() - start) / (steps - 1)
-    return TrainingRun(params, losses, seconds, fixed, state.info if method == "nullspace" else None)
+    constrained = method == "nullspace"
+    fixed = collocation_pairs(key_colloc, data, num_collocation) if constrained and not resample else None
+    batches = training.Batches(jax.random.split(key_steps, steps), _draw(constrained, batch_size, num_collocation),
+                               (data, fixed))
+    return Run(training.train(_objective(method, batch_size), _optimizer(method, steps, gram), params, batches, chunk=chunk),
+               fixed)
 
 
-def _optimizer(config: TrainingConfig) -> Any:
-    """Adam with a cosine-decayed learning rate; for ``nullspace`` wrapped by the null-space transform."""
-    base = optax.adam(optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=0.05))
-    if config.method != "nullspace":
-        return base
-    return nullspace.transform(base, asymmetry_constraint, gamma=config.gamma, order="both",
-                               atol=config.solver_tol, btol=config.solver_tol, gram=config.gram)
+# The pieces of a run are built once per setting (lru_cache), so that every seed and data set of a
+# table runs the same compiled chunk (see lsqlab.applications.training).
 
 
-def _objective(config: TrainingConfig) -> Callable[..., jax.Array]:
-    """DSM loss; for ``penalty`` plus mu * mean_k ||(J_k - J_k^T)/2||_F^2 over the batch points."""
-    if config.method != "penalty":
-        return lambda params, batch, constraint_args=None: dsm_loss(params, batch)
+@lru_cache(maxsize=16)
+def _draw(constrained: bool, batch_size: int, num_collocation: int) -> Callable[[jax.Array, tuple], tuple]:
+    """A step's noised batch, and for the null-space method its collocation pairs (kept or redrawn)."""
+
+    def draw(step_key: jax.Array, arrays: tuple) -> tuple[NoisedBatch, dict]:
+        points, kept = arrays
+        key_pick, key_noise, key_pairs = jax.random.split(step_key, 3)
+        batch = noise_batch(key_noise, points[jax.random.randint(key_pick, (batch_size,), 0, points.shape[0])])
+        if not constrained:
+            return batch, {}
+        pairs = kept if kept is not None else collocation_pairs(key_pairs, points, num_collocation)
+        return batch, dict(points=pairs.points, sigmas=pairs.sigmas)
+
+    return draw
+
+
+@lru_cache(maxsize=16)
+def _optimizer(method: str, steps: int, gram: multipliers.GramDense | multipliers.GramCG | None,
+               ) -> optax.GradientTransformation:
+    """Adam, cosine-decayed over ``steps``; for the null-space method through the transform."""
+    adam = optax.adam(optax.cosine_decay_schedule(LEARNING_RATE, steps, alpha=0.05))
+    if method != "nullspace":
+        return adam
+    return nullspace.transform(adam, asymmetry_constraint, gamma=GAMMA, order="both", gram=gram, options=LSMR_OPTIONS)
+
+
+@lru_cache(maxsize=16)
+def _objective(method: str, batch_size: int) -> Callable[[Params, NoisedBatch], jax.Array]:
+    """DSM loss; for ``penalty`` plus mu * mean_k ||(J_k - J_k^T)/2||_F^2 over the batch's points."""
+    if method != "penalty":
+        return dsm_loss
     # quadratic_penalty adds (rho/2) sum_k c_k^2; rho = 4 mu / k makes it mu * mean_k 2 c_k^2
-    return baselines.quadratic_penalty(dsm_loss, asymmetry_constraint, 4.0 * config.mu / config.batch_size)
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def _train_step(params: Params, state: Any, key: jax.Array, data: jax.Array, fixed: NoisedBatch | None,
-                config: TrainingConfig) -> tuple[Params, Any, jax.Array]:
-    """One step: a fresh noised batch, the (penalised) DSM gradient, the optimiser's (projected) update."""
-    key_pick, key_noise, key_colloc = jax.random.split(key, 3)
-    batch = noise_batch(key_noise, data[jax.random.randint(key_pick, (config.batch_size,), 0, data.shape[0])])
-    grads = jax.grad(_objective(config))(params, batch, constraint_args=dict(points=batch.points, sigmas=batch.sigmas))
-    optimizer = _optimizer(config)
-    if config.method == "nullspace":
-        pairs = fixed if fixed is not None else collocation_pairs(key_colloc, data, config.num_collocation)
-        updates, state = optimizer.update(grads, state, params, points=pairs.points, sigmas=pairs.sigmas)
-    else:
-        updates, state = optimizer.update(grads, state, params)
-    return optax.apply_updates(params, updates), state, dsm_loss(params, batch)
-
-
-def _check_config(config: TrainingConfig) -> None:
-    _check_method(config.method)
-    if config.steps < 2 or config.batch_size < 1 or config.num_collocation < 1:
-        raise ValueError(f"need steps >= 2, batch_size >= 1 and num_collocation >= 1; got {config.steps}, "
-                         f"{config.batch_size}, {config.num_collocation}")
-    if not 0 < config.gamma <= 1:
-        raise ValueError(f"gamma must be in (0, 1], got {config.gamma}")
-    if not config.mu > 0:
-        raise ValueError(f"mu must be > 0, got {config.mu}")
+    penalised = baselines.quadratic_penalty(dsm_loss, asymmetry_constraint, 4.0 * MU / batch_size)
+    return lambda params, batch: penalised(params, batch, constraint_args=dict(points=batch.points,
+                                                                                sigmas=batch.sigmas))
 
 
 def _check_points(x: jax.Array, data: jax.Array) -> None:
@@ -452,55 +440,162 @@ def _check_method(method: str) -> None:
 SIGMA_GRID = np.geomspace(SIGMA_MIN, SIGMA_MAX, 6)  # where score error and held-out NAsym are measured
 
 
-class Budget(NamedTuple):
-    """Sizes of one experiment: training steps, training / held-out points, held-out points noised at
-    each sigma of :data:`SIGMA_GRID` for the measures, samples, and the Langevin schedule."""
+@dataclass(frozen=True)
+class Budget:
+    """Sizes of the tables (defaults: the recorded, full budget; :data:`SMOKE`: the smoke budget).
 
-    steps: int
+    Seeds and data sets (:data:`lsqlab.data.TOY_2D`) of the main table; Adam steps per model, trained in
+    ``chunks`` compiled chunks (it must divide both step counts); training / held-out points, of which
+    ``num_eval`` are noised at each sigma of :data:`SIGMA_GRID` for the measures; Langevin samples and
+    schedule. The collocation table (``scores_collocation``) trains
+    the null-space method for ``collocation_steps`` on two spirals with m in ``collocation_sizes``.
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_sets: tuple[str, ...] = TOY_2D
+    steps: int = 1500
+    chunks: int = 5
     num_train: int = 2000
     num_test: int = 2000
     num_eval: int = 400
     num_samples: int = 2000
     num_levels: int = 20
     steps_per_level: int = 20
+    collocation_steps: int = 800
+    collocation_sizes: tuple[int, ...] = (16, 32, 64)
+
+    def __post_init__(self) -> None:
+        if self.steps % self.chunks or self.collocation_steps % self.chunks:
+            raise ValueError(f"chunks ({self.chunks}) must divide steps ({self.steps}) and collocation_steps "
+                             f"({self.collocation_steps})")
+
+
+SMOKE = Budget(seeds=(0,), data_sets=("two_spirals",), steps=20, num_train=200, num_test=200, num_eval=20,
+               num_samples=100, num_levels=4, steps_per_level=4, collocation_steps=20, collocation_sizes=(16,))
 
 
 class Experiment(NamedTuple):
-    """One table row (settings and measures), the training run (None for the exact score) and the samples."""
+    """One table row (settings and measures), the trained model (None for the exact score) and the samples."""
 
     row: dict
-    run: TrainingRun | None
+    trained: training.Trained | None
     samples: np.ndarray
 
 
-def experiment(data_name: str, method: str, seed: int, budget: Budget, **options: Any) -> Experiment:
-    """Train ``method`` (or use the exact score: ``method="exact"``) on ``toy_2d(data_name)`` and measure it.
+class _Setting(NamedTuple):
+    """One data set and seed: training and held-out points, the held-out evaluation pairs, and the keys
+    of training and of the rest (sampling, fresh pairs)."""
+
+    train: jax.Array
+    test: jax.Array
+    pairs: NoisedBatch
+    key_train: jax.Array
+    key_other: jax.Array
+
+
+def _setting(data: str, seed: int, budget: Budget) -> _Setting:
+    train_data = jnp.asarray(toy_2d(data, budget.num_train, seed=seed))
+    test_data = jnp.asarray(toy_2d(data, budget.num_test, seed=10_000 + seed))
+    key_train, key_eval, key_other = jax.random.split(jax.random.key(seed), 3)
+    pairs = evaluation_pairs(key_eval, test_data[: budget.num_eval], SIGMA_GRID)
+    return _Setting(train_data, test_data, pairs, key_train, key_other)
+
+
+def experiment(method: str, seed: int, budget: Budget = Budget(), *, data: str) -> Experiment:
+    """Train ``method`` (or use the exact score: ``method="exact"``) on ``toy_2d(data)`` and measure it.
 
     Row: NAsym on held-out pairs (x_k + sigma eps, sigma) over :data:`SIGMA_GRID`, the relative score error
     there, energy distance and k-NN precision/recall (k = 5) between Langevin samples and held-out data,
-    milliseconds per training step, and the final training DSM loss (mean of the last 10% of steps).
+    ``ms_per_step`` (:attr:`training.Trained.ms_per_step`), and ``final_loss``: the training objective
+    averaged over the last 10 % of steps (DSM, for ``penalty`` plus its penalty; so not comparable across
+    methods: the score error is the comparable fit).
     """
     if method not in (*METHODS, "exact"):
         raise ValueError(f"unknown method {method!r}; choose one of {(*METHODS, 'exact')}")
-    train_data = jnp.asarray(toy_2d(data_name, budget.num_train, seed=seed))
-    test_data = jnp.asarray(toy_2d(data_name, budget.num_test, seed=10_000 + seed))
-    key_train, key_eval, key_sample = jax.random.split(jax.random.key(seed), 3)
-    pairs = evaluation_pairs(key_eval, test_data[: budget.num_eval], SIGMA_GRID)
+    setting = _setting(data, seed, budget)
     langevin = dict(num_levels=budget.num_levels, steps_per_level=budget.steps_per_level)
     if method == "exact":
-        run = None
-        samples = sample_with_exact_score(train_data, key_sample, budget.num_samples, **langevin)
+        trained = None
+        samples = sample_with_exact_score(setting.train, setting.key_other, budget.num_samples, **langevin)
         measures = dict(nasym=0.0, score_error=0.0, ms_per_step=float("nan"), final_loss=float("nan"))
     else:
-        run = train(method, train_data, key=key_train, steps=budget.steps, **options)
-        samples = sample_with_model(run.params, train_data, key_sample, budget.num_samples, **langevin)
+        trained = train(method, setting.train, key=setting.key_train, steps=budget.steps,
+                        chunk=budget.steps // budget.chunks).trained
+        samples = sample_with_model(trained.params, setting.train, setting.key_other, budget.num_samples, **langevin)
         measures = dict(
-            nasym=mean_nasym(run.params, pairs.points, pairs.sigmas),
-            score_error=relative_score_error(model_score(run.params), pairs, train_data, len(SIGMA_GRID)),
-            ms_per_step=1e3 * run.seconds_per_step,
-            final_loss=float(np.mean(run.losses[-max(1, budget.steps // 10):])),
+            nasym=mean_nasym(trained.params, setting.pairs.points, setting.pairs.sigmas),
+            score_error=relative_score_error(model_score(trained.params), setting.pairs, setting.train,
+                                             len(SIGMA_GRID)),
+            ms_per_step=trained.ms_per_step,
+            final_loss=float(np.mean(trained.losses[-max(1, budget.steps // 10):])),
         )
-    precision, recall = precision_recall(test_data, samples)
-    row = dict(data=data_name, method=method, seed=seed, **measures,
-               energy_distance=energy_distance(samples, test_data), precision=precision, recall=recall)
-    return Experiment(row, run, np.asarray(samples))
+    precision, recall = precision_recall(setting.test, samples)
+    row = dict(data=data, method=method, seed=seed, **measures,
+               energy_distance=energy_distance(samples, setting.test), precision=precision, recall=recall)
+    return Experiment(row, trained, np.asarray(samples))
+
+
+def run(method: str, seed: int, budget: Budget = Budget(), *, data: str) -> dict:
+    """One row of the ``scores`` table: :func:`experiment`'s row."""
+    return experiment(method, seed, budget, data=data).row
+
+
+def _main_rows(budget: Budget) -> list[dict]:
+    """Seeds x data sets x (:data:`METHODS` and the exact score)."""
+    return [run(method, seed, budget, data=data) for seed in budget.seeds for data in budget.data_sets
+            for method in (*METHODS, "exact")]
+
+
+COLLOCATION_DATA = "two_spirals"
+
+
+def collocation_run(m: int, resample: bool, seed: int, budget: Budget = Budget()) -> dict:
+    """One row of ``scores_collocation``: the null-space method on two spirals with m collocation pairs,
+    fixed once or redrawn every step, trained for ``budget.collocation_steps``.
+
+    nasym_train_pairs: NAsym on the fixed pairs themselves (fixed) or on m fresh training pairs
+    (resampled); nasym, score_error: on held-out pairs, as in the main table; solver_iterations: mean per
+    step over both solves (0 for the dense Gram form, which does not iterate).
+    """
+    setting = _setting(COLLOCATION_DATA, seed, budget)
+    steps = budget.collocation_steps
+    fitted = train("nullspace", setting.train, key=setting.key_train, steps=steps, chunk=steps // budget.chunks,
+                   num_collocation=m, resample=resample)
+    own = fitted.collocation
+    if own is None:  # resampled: m fresh training pairs
+        own = collocation_pairs(setting.key_other, setting.train, m)
+    params = fitted.trained.params
+    return dict(
+        collocation="resampled" if resample else "fixed", m=m, seed=seed,
+        nasym_train_pairs=mean_nasym(params, own.points, own.sigmas),
+        nasym=mean_nasym(params, setting.pairs.points, setting.pairs.sigmas),
+        score_error=relative_score_error(model_score(params), setting.pairs, setting.train, len(SIGMA_GRID)),
+        ms_per_step=fitted.trained.ms_per_step,
+        solver_iterations=float(np.mean(fitted.trained.projection.iterations)),
+    )
+
+
+def _collocation_rows(budget: Budget) -> list[dict]:
+    return [collocation_run(m, resample, seed, budget) for seed in budget.seeds for m in budget.collocation_sizes
+            for resample in (False, True)]
+
+
+_MS_PER_STEP = ("ms per step", "low")
+TABLES = {
+    "scores": tables.Table(
+        "scores", ("data", "method"), ("nasym", "score_error", "energy_distance", "precision", "recall", "ms_per_step"),
+        _main_rows,
+        columns={"data": ("data set", None), "method": ("method", None),
+                 "nasym": ("asymmetry NAsym, held-out points", "low"), "score_error": ("score error", "low"),
+                 "energy_distance": ("energy distance of samples", "low"), "precision": ("precision", "high"),
+                 "recall": ("recall", "high"), "ms_per_step": _MS_PER_STEP},
+        ranked_within=("data", "data set"), references=frozenset({"exact"})),
+    "scores_collocation": tables.Table(
+        "scores_collocation", ("collocation", "m"),
+        ("nasym_train_pairs", "nasym", "score_error", "ms_per_step", "solver_iterations"), _collocation_rows,
+        columns={"collocation": ("collocation pairs", None), "m": ("pairs m", None),
+                 "nasym_train_pairs": ("NAsym on its own pairs", "low"), "nasym": ("NAsym, held-out points", "low"),
+                 "score_error": ("score error", "low"), "ms_per_step": _MS_PER_STEP,
+                 "solver_iterations": ("solver iterations per step", None)},
+        ranked_within=("m", "m")),
+}

@@ -8,11 +8,11 @@ the free entries of the update pass unchanged, the masked ones are replaced by a
 (gamma = 1: theta_S = 0 after one step, and kept there). (I - J^+ J) is a diagonal 0/1 matrix, so it
 commutes with any elementwise optimiser (Adam): the orders of :func:`lsqlab.nullspace.transform` give the
 same steps here, and training with the constraint (gamma = 1) is magnitude pruning with a hard mask,
-reached through LSMR solves (one iteration each) instead of a multiplication by the mask.
+reached through the closed-form projection of a :class:`lsqlab.constraints.Selection` (no solve).
 
 Methods compared at a sparsity s (the fraction s of every weight matrix set to zero; biases are kept):
 
-  ``dense``      plain Adam from the pretrained dense model (the reference error and step time);
+  ``plain``      plain Adam from the pretrained dense model (the reference error and step time);
   ``nullspace``  Adam through the null-space transform (gamma = 1, order "both") from the dense model;
   ``nullspace_gradual``  the same with a small gamma, (1 - gamma)^steps = 1e-4: theta_S shrinks
                  geometrically while the free weights adapt, and is set to 0 at the end;
@@ -23,12 +23,14 @@ Methods compared at a sparsity s (the fraction s of every weight matrix set to z
 
 All but ``l1`` share one mask per level: the smallest |w| of each weight matrix of the pretrained dense
 model (so that they differ only in how they enforce it); ``l1`` chooses its own mask, since choosing it
-is what the penalty is for.
+is what the penalty is for. lam and mu are chosen per level from a grid by the validation error on a
+fifth of the training part of the budget's first seed (never the test part).
 """
 
 from __future__ import annotations
 
-import time
+import functools
+from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -37,10 +39,11 @@ import numpy as np
 import optax
 
 from lsqlab import baselines, constraints, data, nullspace
-from lsqlab.applications import mlp
+from lsqlab.applications import mlp, tables, training
 
 Params = Any  # a pytree of arrays; weight matrices are the leaves with ndim >= 2
-METHODS = ("dense", "nullspace", "nullspace_gradual", "prune", "l1", "penalty")
+Batch = tuple[jax.Array, jax.Array]  # (inputs, integer labels)
+METHODS = ("plain", "nullspace", "nullspace_gradual", "prune", "l1", "penalty")
 MASKED = ("nullspace", "nullspace_gradual", "prune", "penalty")  # they enforce the dense model's mask
 GRADUAL_SHRINK = 1e-4  # nullspace_gradual: gamma with (1 - gamma)^steps = GRADUAL_SHRINK
 
@@ -120,8 +123,9 @@ def brightness_invariance(params: Params) -> jax.Array:
 # ------------------------------------------------------------------------------------- loss, error
 
 
-def cross_entropy(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy of the MLP's logits on labels y."""
+def cross_entropy(params: Params, batch: Batch) -> jax.Array:
+    """Mean softmax cross-entropy of the MLP's logits on a batch (x, y) of inputs and labels."""
+    x, y = batch
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(mlp.apply(params, x), y))
 
 
@@ -133,6 +137,23 @@ def error_rate(params: Params, x: Any, y: Any) -> float:
 def l1_norm(params: Params) -> jax.Array:
     """sum |w| over the weight matrices."""
     return sum(jnp.sum(jnp.abs(leaf)) for leaf in jax.tree.leaves(params) if is_weight_matrix(leaf))
+
+
+def minibatches(x: Any, y: Any, *, steps: int, batch_size: int, key: jax.Array) -> training.Batches:
+    """``steps`` minibatches of (x, y) for :func:`lsqlab.applications.training.train`, each drawn
+    without replacement by its own key of ``jax.random.split(key, steps)``."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
+    if batch_size > x.shape[0]:
+        raise ValueError(f"batch_size {batch_size} exceeds the {x.shape[0]} training points")
+
+    def draw(step_key: jax.Array, points: Batch) -> tuple[Batch, dict]:
+        inputs, labels = points
+        chosen = jax.random.choice(step_key, inputs.shape[0], (batch_size,), replace=False)
+        return (inputs[chosen], labels[chosen]), {}
+
+    return training.Batches(jax.random.split(key, steps), draw, (x, y))
 
 
 # ---------------------------------------------------------------------------------------- optimisers
@@ -161,156 +182,73 @@ def nullspace_optimizer(base: optax.GradientTransformation, mask: Params, *, gam
     return nullspace.transform(base, constraints.sparsity(mask), gamma=gamma, order=order)
 
 
-# -------------------------------------------------------------------------------------------- training
+# ------------------------------------------------------------------------------- the digits comparison
 
 
-class Trained(NamedTuple):
-    """Result of :func:`train`: final parameters, the loss at every step, seconds per step."""
+@dataclass(frozen=True)
+class Budget:
+    """The digits comparison: an MLP 64-300-100-10 (the LeNet-300-100 shape on 8x8 inputs), Adam with
+    minibatches; ``pretrain_steps`` dense steps per seed, then ``steps`` of every method from the dense
+    model at each of ``levels``. ``l1_strengths`` / ``penalty_strengths``: the candidate lam / mu (one
+    candidate: taken without selection). Every training runs in ``chunks`` compiled chunks (the samples
+    of its ms per step), so ``chunks`` must divide both step counts. The defaults are the recorded table."""
 
-    params: Params
-    losses: np.ndarray
-    seconds_per_step: float
+    seeds: tuple[int, ...] = (0, 1, 2)
+    levels: tuple[float, ...] = (0.8, 0.9, 0.95)
+    sizes: tuple[int, ...] = (64, 300, 100, 10)
+    pretrain_steps: int = 2000
+    steps: int = 1000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    chunks: int = 10
+    l1_strengths: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    penalty_strengths: tuple[float, ...] = (1.0, 10.0, 100.0)
+
+    def __post_init__(self) -> None:
+        if not (self.chunks >= 1 and self.steps % self.chunks == 0 and self.pretrain_steps % self.chunks == 0):
+            raise ValueError(f"chunks must divide steps and pretrain_steps, got chunks={self.chunks}, "
+                             f"steps={self.steps}, pretrain_steps={self.pretrain_steps}")
 
 
-def train(
-    loss_fn: Callable[[Params, jax.Array, jax.Array], jax.Array],
-    tx: optax.GradientTransformation,
-    params: Params,
-    x: Any,
-    y: Any,
-    *,
-    steps: int,
-    batch_size: int,
-    key: jax.Array,
-    timing_repeats: int = 1,
-) -> Trained:
-    """``steps`` optax steps on minibatches drawn without replacement from (x, y) by ``key``.
-
-    The loop is one compiled ``lax.scan``; compilation is done ahead of time and not timed.
-    ``seconds_per_step`` is the shortest run time of the compiled loop over ``timing_repeats`` runs
-    (the same computation each time; the shortest is the one least disturbed by other processes),
-    divided by ``steps``.
-    """
-    if steps < 1 or batch_size < 1 or timing_repeats < 1:
-        raise ValueError(
-            f"steps, batch_size and timing_repeats must be >= 1, got {steps}, {batch_size}, {timing_repeats}")
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    if batch_size > x.shape[0]:
-        raise ValueError(f"batch_size {batch_size} exceeds the {x.shape[0]} training points")
-
-    def step(carry, step_key):
-        theta, state = carry
-        batch = jax.random.choice(step_key, x.shape[0], (batch_size,), replace=False)
-        loss, grads = jax.value_and_grad(loss_fn)(theta, x[batch], y[batch])
-        updates, state = tx.update(grads, state, theta)
-        return (optax.apply_updates(theta, updates), state), loss
-
-    def run(theta, step_keys):
-        (theta, _), losses = jax.lax.scan(step, (theta, tx.init(theta)), step_keys)
-        return theta, losses
-
-    step_keys = jax.random.split(key, steps)
-    compiled = jax.jit(run).lower(params, step_keys).compile()
-    seconds = []
-    for _ in range(timing_repeats):
-        start = time.perf_counter()
-        trained, losses = jax.block_until_ready(compiled(params, step_keys))
-        seconds.append(time.perf_counter() - start)
-    return Trained(trained, np.asarray(losses), min(seconds) / steps)
+SMOKE = Budget(seeds=(0,), levels=(0.9,), pretrain_steps=300, steps=60, l1_strengths=(1e-3,),
+               penalty_strengths=(10.0,))
 
 
 class Setting(NamedTuple):
     """A method's training problem: start, loss, optimiser, and what is done to the result."""
 
     start: Params
-    loss_fn: Callable[[Params, jax.Array, jax.Array], jax.Array]
+    loss: Callable[[Params, Batch], jax.Array]
     tx: Any
     finish: Callable[[Params], Params]
 
 
-def setting(method: str, dense: Params, sparsity: float, *, learning_rate: float, steps: int,
-            strength: float = 0.0) -> Setting:
+def setting(method: str, dense: Params, sparsity: float, budget: Budget, strength: float = 0.0) -> Setting:
     """The training problem of ``method`` (one of METHODS) at ``sparsity``, from the dense model.
 
-    ``strength`` is lam for "l1" and mu for "penalty" (> 0 there, ignored otherwise); ``steps`` sets
-    gamma = 1 - GRADUAL_SHRINK^(1/steps) for "nullspace_gradual".
+    ``strength`` is lam for "l1" and mu for "penalty" (> 0 there, ignored otherwise); ``budget.steps``
+    sets gamma = 1 - GRADUAL_SHRINK^(1/steps) for "nullspace_gradual".
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     sparsity = check_sparsity(sparsity)
     if method in ("l1", "penalty") and not strength > 0:
         raise ValueError(f"{method} needs strength > 0, got {strength}")
-    adam = optax.adam(learning_rate)
+    adam = optax.adam(budget.learning_rate)
     mask = magnitude_mask(dense, sparsity)
-    if method == "dense":
+    if method == "plain":
         return Setting(dense, cross_entropy, adam, lambda theta: theta)
     if method in ("nullspace", "nullspace_gradual"):
-        gamma = 1.0 if method == "nullspace" else 1.0 - GRADUAL_SHRINK ** (1.0 / steps)
-        tx = nullspace_optimizer(adam, mask, gamma=gamma)
-        return Setting(dense, cross_entropy, tx, lambda theta: prune(theta, mask))
+        gamma = 1.0 if method == "nullspace" else 1.0 - GRADUAL_SHRINK ** (1.0 / budget.steps)
+        return Setting(dense, cross_entropy, nullspace_optimizer(adam, mask, gamma=gamma),
+                       lambda theta: prune(theta, mask))
     if method == "prune":
         return Setting(prune(dense, mask), cross_entropy, hard_mask(adam, mask), lambda theta: theta)
     if method == "l1":
-        loss = lambda theta, x, y: cross_entropy(theta, x, y) + strength * l1_norm(theta)  # noqa: E731
+        loss = lambda theta, batch: cross_entropy(theta, batch) + strength * l1_norm(theta)  # noqa: E731
         return Setting(dense, loss, adam, lambda theta: prune(theta, magnitude_mask(theta, sparsity)))
     penalized = baselines.quadratic_penalty(cross_entropy, constraints.sparsity(mask), strength)
     return Setting(dense, penalized, adam, lambda theta: prune(theta, mask))
-
-
-def evaluate(
-    method: str,
-    dense: Params,
-    sparsity: float,
-    split: data.Split,
-    *,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    key: jax.Array,
-    strength: float = 0.0,
-    timing_repeats: int = 1,
-) -> dict:
-    """Train ``method`` from ``dense`` and report its test error and surviving fraction after ``finish``.
-
-    Trained on ``split``'s training part, tested on its test part. Also reported: the test error and the largest
-    masked |w| before ``finish`` (for nullspace: the constraint violation it leaves; the error must not
-    change when it is zeroed), the final training loss and the time per step.
-    """
-    problem = setting(method, dense, sparsity, learning_rate=learning_rate, steps=steps, strength=strength)
-    trained = train(problem.loss_fn, problem.tx, problem.start, split.x_train, split.y_train,
-                    steps=steps, batch_size=batch_size, key=key, timing_repeats=timing_repeats)
-    final = problem.finish(trained.params)
-    mask = magnitude_mask(dense, sparsity)
-    return dict(
-        test_error=error_rate(final, split.x_test, split.y_test),
-        surviving=surviving_fraction(final),
-        error_before_finish=error_rate(trained.params, split.x_test, split.y_test),
-        violation_before_finish=mask_violation(trained.params, mask) if method in MASKED else float("nan"),
-        final_loss=float(np.mean(trained.losses[-10:])),
-        ms_per_step=1e3 * trained.seconds_per_step,
-    )
-
-
-# ------------------------------------------------------------------------------- the digits comparison
-
-
-TABLE = "sparsity"  # lsqlab/applications/results/sparsity.{csv,md}, recorded by benchmarks/app_sparsity.py --record
-TABLE_BY = ["sparsity", "method"]
-TABLE_METRICS = ["test_error", "surviving", "error_before_finish", "violation_before_finish", "ms_per_step",
-                 "overhead"]
-STRENGTH_GRIDS = {"l1": (1e-4, 1e-3, 1e-2), "penalty": (1.0, 10.0, 100.0)}
-
-
-class Budget(NamedTuple):
-    """Sizes and steps of the digits comparison: an MLP 64-300-100-10 (the LeNet-300-100 shape on
-    8x8 inputs), Adam with minibatches; ``steps`` for every method after ``pretrain_steps`` dense ones."""
-
-    sizes: tuple[int, ...] = (64, 300, 100, 10)
-    pretrain_steps: int = 2000
-    steps: int = 1000
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    timing_repeats: int = 3  # of each compared run (min time); 1 for pretraining and selection
 
 
 def digits_split(seed: int, test_fraction: float = 0.25) -> data.Split:
@@ -325,59 +263,101 @@ def pretrain(split: data.Split, budget: Budget, key: jax.Array) -> Params:
     training part."""
     init_key, train_key = jax.random.split(key)
     params = mlp.init(init_key, budget.sizes, jnp.float32)
-    return train(cross_entropy, optax.adam(budget.learning_rate), params, split.x_train, split.y_train,
-                 steps=budget.pretrain_steps, batch_size=budget.batch_size, key=train_key).params
+    batches = minibatches(split.x_train, split.y_train, steps=budget.pretrain_steps, batch_size=budget.batch_size,
+                          key=train_key)
+    return training.train(cross_entropy, optax.adam(budget.learning_rate), params, batches,
+                          chunk=budget.pretrain_steps // budget.chunks).params
 
 
-def select_strengths(levels: tuple[float, ...], grids: dict, budget: Budget, seed: int) -> dict:
-    """``{(method, level): strength}``: per level, the candidate of ``grids[method]`` (lam for "l1", mu for
-    "penalty") with the lowest validation error after pruning. Validation: a fifth of the training part
-    of split ``seed`` (the test part is not used), from one dense model pretrained on the rest. A single
-    candidate is taken as is."""
-    if any(not grid for grid in grids.values()):
-        raise ValueError(f"every method needs a candidate strength, got {grids}")
-    chosen = {(method, level): grid[0] for method, grid in grids.items() for level in levels if len(grid) == 1}
-    if len(chosen) == len(grids) * len(levels):
-        return chosen
+@functools.lru_cache(maxsize=4)
+def dense_model(seed: int, budget: Budget, validation: bool = False) -> tuple[data.Split, Params]:
+    """The split of ``seed`` and the dense model pretrained on it (once per seed and budget: every method
+    and level starts from it). ``validation``: the training part split again 4:1 by ``seed``, its fifth
+    held out as the "test" part (for choosing strengths; the real test part is not used)."""
     split = digits_split(seed)
-    inner = data.split(split.x_train, split.y_train, test_fraction=0.2, seed=seed)
-    key = jax.random.PRNGKey(seed)
-    dense = pretrain(inner, budget, key)
-    options = dict(steps=budget.steps, batch_size=budget.batch_size, learning_rate=budget.learning_rate,
-                   key=jax.random.fold_in(key, 1))
-    for method, grid in grids.items():
-        for level in levels:
-            if (method, level) not in chosen:
-                errors = [evaluate(method, dense, level, inner, strength=strength, **options)["test_error"]
-                          for strength in grid]
-                chosen[(method, level)] = grid[int(np.argmin(errors))]
-    return chosen
+    if validation:
+        split = data.split(split.x_train, split.y_train, test_fraction=0.2, seed=seed)
+    return split, pretrain(split, budget, jax.random.PRNGKey(seed))
 
 
-def compare(levels: tuple[float, ...], seeds: tuple[int, ...], budget: Budget, strengths: dict) -> list[dict]:
-    """Every method at every sparsity level and seed on the digits; one row per run.
+def evaluate(method: str, dense: Params, sparsity: float, split: data.Split, budget: Budget, *, key: jax.Array,
+             strength: float = 0.0) -> dict:
+    """Train ``method`` from ``dense`` on ``split``'s training part; its test error (on the test part)
+    and surviving fraction after ``finish``, and before it the test error and the largest masked |w|
+    (for nullspace: the violation it leaves; the error must not change when it is zeroed), the final
+    training loss (mean of the last 10 steps) and the ms per step (:class:`training.Trained`'s)."""
+    problem = setting(method, dense, sparsity, budget, strength)
+    batches = minibatches(split.x_train, split.y_train, steps=budget.steps, batch_size=budget.batch_size, key=key)
+    trained = training.train(problem.loss, problem.tx, problem.start, batches, chunk=budget.steps // budget.chunks)
+    final = problem.finish(trained.params)
+    mask = magnitude_mask(dense, sparsity)
+    return dict(
+        test_error=error_rate(final, split.x_test, split.y_test),
+        surviving=surviving_fraction(final),
+        error_before_finish=error_rate(trained.params, split.x_test, split.y_test),
+        violation_before_finish=mask_violation(trained.params, mask) if method in MASKED else float("nan"),
+        final_loss=float(np.mean(trained.losses[-10:])),
+        ms_per_step=trained.ms_per_step,
+    )
 
-    Per seed: one split, one dense model (pretrained), then ``budget.steps`` steps of each method from it
-    on the same minibatches. ``strengths[(method, level)]`` is lam or mu for "l1" and "penalty".
-    ``overhead`` is the method's time per step over the dense model's (plain Adam) in the same seed.
-    """
-    for level in levels:
-        check_sparsity(level)
+
+@functools.lru_cache(maxsize=16)
+def select_strength(method: str, sparsity: float, budget: Budget) -> float:
+    """lam ("l1") or mu ("penalty") at ``sparsity``: the candidate of ``budget`` with the lowest validation
+    error after the finish (:func:`dense_model` with ``validation=True`` on ``budget.seeds[0]``); a single
+    candidate is taken as is."""
+    grids = {"l1": budget.l1_strengths, "penalty": budget.penalty_strengths}
+    if method not in grids or not grids[method]:
+        raise ValueError(f"strengths are chosen for {sorted(grids)} from a non-empty grid; got {method!r}, {grids}")
+    if len(grids[method]) == 1:
+        return grids[method][0]
+    seed = budget.seeds[0]
+    split, dense = dense_model(seed, budget, validation=True)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    errors = [evaluate(method, dense, sparsity, split, budget, key=key, strength=strength)["test_error"]
+              for strength in grids[method]]
+    return grids[method][int(np.argmin(errors))]
+
+
+def run(method: str, seed: int, budget: Budget = Budget(), *, sparsity: float = 0.0) -> dict:
+    """One row of the table: ``method`` at ``sparsity`` from the dense model of ``seed`` (:func:`dense_model`),
+    ``budget.steps`` steps on the minibatches of ``jax.random.fold_in(PRNGKey(seed), 1)`` (the same for every
+    method), with the strength of :func:`select_strength` for "l1" and "penalty" (0 for the others).
+    "plain" trains the dense model further and takes ``sparsity`` 0. The table adds "overhead"."""
+    if method == "plain" and sparsity != 0:
+        raise ValueError(f"plain trains the dense model: its sparsity is 0, got {sparsity}")
+    sparsity = check_sparsity(sparsity)
+    split, dense = dense_model(seed, budget)
+    strength = select_strength(method, sparsity, budget) if method in ("l1", "penalty") else 0.0
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    result = evaluate(method, dense, sparsity, split, budget, key=key, strength=strength)
+    return dict(method=method, sparsity=sparsity, seed=seed, strength=strength, **result)
+
+
+def comparison(budget: Budget) -> list[dict]:
+    """Per seed: "plain", then every other method at every level; "overhead" is a run's ms per step over
+    plain's in the same seed."""
     rows = []
-    for seed in seeds:
-        split = digits_split(seed)
-        key = jax.random.PRNGKey(seed)
-        dense = pretrain(split, budget, key)
-        options = dict(steps=budget.steps, batch_size=budget.batch_size, learning_rate=budget.learning_rate,
-                       key=jax.random.fold_in(key, 1), timing_repeats=budget.timing_repeats)
-        reference = evaluate("dense", dense, 0.0, split, **options)
-        rows.append(dict(method="dense", sparsity=0.0, seed=seed, strength=0.0, **reference))
-        for level in levels:
-            for method in METHODS[1:]:
-                strength = strengths.get((method, level), 0.0)
-                result = evaluate(method, dense, level, split, strength=strength, **options)
-                rows.append(dict(method=method, sparsity=level, seed=seed, strength=strength, **result))
-        for row in rows:
-            if row["seed"] == seed:
-                row["overhead"] = row["ms_per_step"] / reference["ms_per_step"]
+    for seed in budget.seeds:
+        runs = [run("plain", seed, budget)]
+        runs += [run(method, seed, budget, sparsity=level) for level in budget.levels for method in METHODS[1:]]
+        rows += [dict(row, overhead=row["ms_per_step"] / runs[0]["ms_per_step"]) for row in runs]
     return rows
+
+
+TABLES = {"sparsity": tables.Table(
+    name="sparsity",
+    by=("sparsity", "method"),
+    metrics=("test_error", "surviving", "error_before_finish", "violation_before_finish", "ms_per_step",
+             "overhead"),
+    rows=comparison,
+    columns={
+        "sparsity": ("fraction of weights zeroed", None), "method": ("method", None),
+        "test_error": ("test error", "low"), "surviving": ("fraction of weights left", None),
+        "error_before_finish": ("test error before the final zeroing", None),
+        "violation_before_finish": ("largest masked weight before the final zeroing", None),
+        "ms_per_step": ("ms per step", "low"), "overhead": ("time per step / plain Adam's", "low"),
+    },
+    ranked_within=("sparsity", "level of sparsity"),
+    references=frozenset({"plain"}),
+)}

@@ -10,7 +10,9 @@ Step t, from parameters theta and optimiser state s:
 Any optax transformation works unchanged: plain Adam, a hard mask, the null-space transform, the augmented
 Lagrangian. ``optax.with_extra_args_support`` lets those that take no ``args`` ignore them, so the loop has
 no case per optimiser. A chunk of steps is one ``lax.scan``; it is compiled before anything is timed, and
-the data are arguments of the compiled chunk (one executable serves every seed of the same shapes).
+the data are arguments of the compiled chunk, so one executable serves every seed of the same shapes as
+long as the application passes the same loss, optimiser and draw objects (built once per method and
+budget, e.g. with ``functools.lru_cache``).
 
 The timing statistic, the only one the applications report as ``ms_per_step``: the median over chunks of
 (wall time of the chunk, up to its outputs being ready) / (steps in the chunk). Evaluation runs between
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import OrderedDict
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -52,7 +55,8 @@ class Trained(NamedTuple):
 
     losses: the loss of each step's batch at the step's starting parameters.
     ms_per_step: median over chunks of chunk wall time / chunk steps (see the module docstring).
-    chunk_ms: the per-chunk values that median is taken over. compile_s: compiling one chunk.
+    chunk_ms: the per-chunk values that median is taken over. compile_s: compiling the chunk in this call
+      (about 0 when an earlier call with the same loss, optimiser and draw objects compiled it).
     memory: the compiled chunk's ``memory_analysis()`` fields (bytes), None where the backend gives none.
     projection: the null-space transform's ProjectionInfo of every step (NumPy, leading axis = steps), None
       when the optimiser has no null-space transform.
@@ -96,23 +100,11 @@ def train(
     chunk = steps if chunk is None else chunk
     if not (isinstance(chunk, int) and 1 <= chunk and steps % chunk == 0):
         raise ValueError(f"chunk must be a positive integer that divides the {steps} steps, got {chunk!r}")
-    tx = optax.with_extra_args_support(tx)
-
-    def step(carry: tuple, step_input: Any, data: Any) -> tuple[tuple, tuple]:
-        theta, state = carry
-        batch, constraint_args = batches.draw(step_input, data)
-        value, grads = jax.value_and_grad(loss)(theta, batch)
-        updates, state = tx.update(grads, state, theta, **constraint_args)
-        return (optax.apply_updates(theta, updates), state), (value, projection_info(state))
-
-    def run_chunk(carry: tuple, inputs: Any, data: Any) -> tuple[tuple, tuple]:
-        return jax.lax.scan(lambda c, x: step(c, x, data), carry, inputs)
-
     inputs = [jax.device_put(jax.tree.map(lambda a: a[i * chunk:(i + 1) * chunk], batches.per_step))
               for i in range(steps // chunk)]
     carry = (params, tx.init(params))
     started = time.perf_counter()
-    compiled = jax.jit(run_chunk).lower(carry, inputs[0], batches.data).compile()
+    compiled = _compiled_chunk(loss, tx, batches.draw, (carry, inputs[0], batches.data))
     compile_s = time.perf_counter() - started
     losses, infos, chunk_ms, history = [], [], [], []
     for i, chunk_inputs in enumerate(inputs):
@@ -126,6 +118,37 @@ def train(
     projection = None if infos[0] is None else jax.tree.map(lambda *a: np.concatenate(a), *infos)
     return Trained(carry[0], np.concatenate(losses), statistics.median(chunk_ms), np.asarray(chunk_ms), compile_s,
                    _memory(compiled), projection, history)
+
+
+_COMPILED: OrderedDict = OrderedDict()  # (loss, tx, draw, argument types) -> compiled chunk, least recent first
+_COMPILED_KEPT = 8  # each XLA:CPU executable holds memory maps: keep a few, not every one ever built
+
+
+def _compiled_chunk(loss: Callable, tx: optax.GradientTransformation, draw: Callable, arguments: tuple) -> Any:
+    """The chunk ``(carry, inputs, data) -> (carry, (losses, infos))`` compiled for ``arguments``' types,
+    reused while the same loss, optimiser and draw objects meet arguments of the same types (every seed
+    of a table, when the application builds them once per method and budget)."""
+    leaves, structure = jax.tree.flatten(arguments)
+    key = (loss, tx, draw, structure, tuple(jax.typeof(leaf) for leaf in leaves))
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    update = optax.with_extra_args_support(tx).update
+
+    def step(carry: tuple, step_input: Any, data: Any) -> tuple[tuple, tuple]:
+        theta, state = carry
+        batch, constraint_args = draw(step_input, data)
+        value, grads = jax.value_and_grad(loss)(theta, batch)
+        updates, state = update(grads, state, theta, **constraint_args)
+        return (optax.apply_updates(theta, updates), state), (value, projection_info(state))
+
+    def run_chunk(carry: tuple, inputs: Any, data: Any) -> tuple[tuple, tuple]:
+        return jax.lax.scan(lambda c, x: step(c, x, data), carry, inputs)
+
+    _COMPILED[key] = jax.jit(run_chunk).lower(*arguments).compile()
+    if len(_COMPILED) > _COMPILED_KEPT:
+        _COMPILED.popitem(last=False)
+    return _COMPILED[key]
 
 
 def _step_count(per_step: Any) -> int:

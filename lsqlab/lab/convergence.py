@@ -28,9 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsqlab.cgls import cgls_trace
-from lsqlab.lsmr import STOP_REASONS, LSMROptions, lsmr_trace
+from lsqlab.lsmr import lsmr_trace
 from lsqlab.operators import linear_map, matmul
 from lsqlab.preconditioners import column_scaling, sketch_preconditioner
+from lsqlab.solver import STOP_REASONS, SolverOptions
 from lsqlab.lab.problems import orthonormal_factors
 
 MAX_COND = 1e12  # beyond this (in float64) the problem is numerically singular for these plots
@@ -128,7 +129,7 @@ def _traces(A: jax.Array, P: jax.Array, b: jax.Array, x_star: jax.Array, tol: ja
     tol): no recompilation. Unpreconditioned, the norms are the solvers' own recurrences."""
     AP = A @ P if preconditioned else A
     op = linear_map(matmul, AP, AP.shape, A.dtype)
-    options = LSMROptions(atol=tol, btol=tol)
+    options = SolverOptions(atol=tol, btol=tol)
     results = []
     for solver in solvers:
         trace = TRACERS[solver](op, b, 0.0, iterations, options)

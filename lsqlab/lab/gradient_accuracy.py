@@ -29,9 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsqlab.dense import lstsq_dense_vjp
-from lsqlab.lsmr import LSMROptions, lsmr, lsmr_fixed_iterations
+from lsqlab.lsmr import lsmr, lsmr_fixed_iterations
 from lsqlab.lstsq import lstsq
 from lsqlab.operators import linear_map, matmul
+from lsqlab.solver import SolverOptions
 from lsqlab.lab.problems import matrix_with_spectrum
 
 METHODS = ("adjoint", "unrolled", "finite differences")
@@ -147,7 +148,7 @@ def _adjoint(tol: float, maxiter: int, assume_full_rank: bool):
     """dL[E] by ``jax.grad`` through ``lstsq`` (tolerances are static there: one compilation each)."""
 
     def loss(A, b, g):
-        x, info = lstsq(A, b, atol=tol, btol=tol, maxiter=maxiter, assume_full_rank=assume_full_rank)
+        x, info = lstsq(A, b, options=SolverOptions(atol=tol, btol=tol, maxiter=maxiter), assume_full_rank=assume_full_rank)
         return jnp.dot(g, x), info.iterations
 
     return _directional_gradient(loss)
@@ -159,7 +160,7 @@ def _unrolled(iterations: int):
 
     def loss(A, b, g, tol):
         op = linear_map(matmul, A, A.shape, A.dtype)
-        x, info = lsmr_fixed_iterations(op, b, 0.0, iterations, LSMROptions(atol=tol, btol=tol))
+        x, info = lsmr_fixed_iterations(op, b, 0.0, iterations, SolverOptions(atol=tol, btol=tol))
         return jnp.dot(g, x), info.iterations
 
     return _directional_gradient(loss)
@@ -171,7 +172,7 @@ def _finite_difference(maxiter: int):
 
     def loss(A, b, g, tol):
         op = linear_map(matmul, A, A.shape, A.dtype)
-        x, info = lsmr(op, b, 0.0, None, LSMROptions(atol=tol, btol=tol, maxiter=maxiter))
+        x, info = lsmr(op, b, 0.0, None, SolverOptions(atol=tol, btol=tol, maxiter=maxiter))
         return jnp.dot(g, x), info.iterations
 
     @jax.jit
@@ -201,16 +202,16 @@ def damping_sweep(A: np.ndarray, g: np.ndarray, damps: np.ndarray, tol: float = 
     """
     m, n = A.shape
     A_j, g_j = jnp.asarray(A, jnp.float64), jnp.asarray(g, jnp.float64)
-    solve = dict(atol=tol, btol=tol, maxiter=10 * (m + n))
+    solve = SolverOptions(atol=tol, btol=tol, maxiter=10 * (m + n))
     errors = {"shortcut": [], "stacked": [], "rule": []}
     for damp in damps:
         reference = np.linalg.solve(A.T @ A + damp**2 * np.eye(n), g)
         relative = lambda s, ref=reference: float(np.linalg.norm(np.asarray(s) - ref) / np.linalg.norm(ref))
-        p, _ = lstsq(A_j.T, g_j, damp=damp, **solve)
+        p, _ = lstsq(A_j.T, g_j, damp=damp, options=solve)
         errors["shortcut"].append(relative((g_j - A_j.T @ p) / damp**2))
-        w, _ = lstsq(lambda v: A_j.T @ v[:m] + damp * v[m:], g_j, domain=jnp.zeros(m + n), **solve)
+        w, _ = lstsq(lambda v: A_j.T @ v[:m] + damp * v[m:], g_j, domain=jnp.zeros(m + n), options=solve)
         errors["stacked"].append(relative(w[m:] / damp))
-        grad_b = jax.grad(lambda b: jnp.dot(g_j, lstsq(A_j, b, damp=damp, **solve)[0]))(jnp.zeros(m))
+        grad_b = jax.grad(lambda b: jnp.dot(g_j, lstsq(A_j, b, damp=damp, options=solve)[0]))(jnp.zeros(m))
         ref_b = A @ reference
         errors["rule"].append(float(np.linalg.norm(np.asarray(grad_b) - ref_b) / np.linalg.norm(ref_b)))
     return DampingSweep(np.asarray(damps), *(np.asarray(errors[k]) for k in ("shortcut", "stacked", "rule")))
