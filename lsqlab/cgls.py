@@ -3,10 +3,10 @@
 In exact arithmetic its iterates are LSQR's: each minimises ||r_k|| over the Krylov space
 K_k(A^T A, A^T b), so ||r_k|| falls monotonically while ||A^T r_k|| (the optimality measure) may
 rise and fall. LSMR minimises ||A^T r_k|| instead, so that measure falls monotonically and stopping
-early is safe. Both converge at a rate set by cond(A^T A) = cond(A)^2. Same signature and ``istop`` codes as :func:`lsqlab.lsmr.lsmr`
-(0: x = 0 is a solution; 1: ||r|| <= btol ||b|| + atol ||A|| ||x||, r the stacked residual [b - A x; -damp x];
-2: ||A^T r - damp^2 x|| <= atol ||A|| ||r||; 7: iteration limit; 8: NaN/Inf),
-so it can be passed to :func:`lsqlab.lstsq` as ``solver=cgls`` and differentiated by the same rules.
+early is safe. Both converge at a rate set by cond(A^T A) = cond(A)^2. Same signature and ``istop``
+codes as :func:`lsqlab.lsmr.lsmr` (0: x = 0 is a solution; 1: ||r|| <= btol ||b|| + atol ||A|| ||x||, r the
+stacked residual [b - A x; -damp x]; 2: ||A^T r - damp^2 x|| <= atol ||A|| ||r||; 7: iteration limit;
+8: NaN/Inf), so it can be passed to :func:`lsqlab.lstsq` as ``solver=cgls`` and differentiated by the same rules.
 
     s_k = A^T r_k - damp^2 x_k,  alpha = ||s_k||^2 / (||A p_k||^2 + damp^2 ||p_k||^2),
     x_{k+1} = x_k + alpha p_k,  r_{k+1} = r_k - alpha A p_k,  p_{k+1} = s_{k+1} + (||s_{k+1}||^2 / ||s_k||^2) p_k.

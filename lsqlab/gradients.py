@@ -124,7 +124,8 @@ class _Rules:
     def __init__(self, op: LinearMap, damp: jax.Array, config: RuleConfig):
         self.op, self.damp, self.config = op, damp, config
 
-    def lstsq(self, op: LinearMap, rhs: jax.Array, damp: jax.Array | float, options: SolverOptions | None = None) -> jax.Array:
+    def lstsq(self, op: LinearMap, rhs: jax.Array, damp: jax.Array | float,
+              options: SolverOptions | None = None) -> jax.Array:
         return self.config.solver(op, rhs, damp, None, options or self.config.backward)[0]
 
     def stacked_options(self) -> SolverOptions:

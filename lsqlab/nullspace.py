@@ -63,7 +63,8 @@ class ProjectionInfo(NamedTuple):
     linearized_violation: ||J d + gamma c||, the first-order violation after the step d (0 up to the
       solver tolerance when J has full row rank; > 0 when c is not in the range of J).
     iterations: solver iterations, summed over the solves of the step (0 for a selection).
-    istop: stop code of the last solve: LSMR's (``STOP_REASONS``) or one of -1 (no step yet), -2 (closed form), -3/-4 (Gram-form CG met rtol / hit maxiter); ``reason`` reads it.
+    istop: stop code of the last solve: LSMR's (``STOP_REASONS``) or one of -1 (no step yet), -2 (closed
+      form), -3/-4 (Gram-form CG met rtol / hit maxiter); ``reason`` reads it.
     conda: LSMR's estimate of cond(J) on the Krylov space it explored (NaN for the other solvers).
     preconditioner_age: steps since the Gram form's preconditioner was built (-1: none).
     """

@@ -380,8 +380,9 @@ def train(
     fixed = collocation_pairs(key_colloc, data, num_collocation) if constrained and not resample else None
     batches = training.Batches(jax.random.split(key_steps, steps), _draw(constrained, batch_size, num_collocation),
                                (data, fixed))
-    return Run(training.train(_objective(method, batch_size), _optimizer(method, steps, gram), params, batches, chunk=chunk),
-               fixed)
+    trained = training.train(_objective(method, batch_size), _optimizer(method, steps, gram), params, batches,
+                             chunk=chunk)
+    return Run(trained, fixed)
 
 
 # The pieces of a run are built once per setting (lru_cache), so that every seed and data set of a

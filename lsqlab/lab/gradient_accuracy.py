@@ -148,7 +148,8 @@ def _adjoint(tol: float, maxiter: int, assume_full_rank: bool):
     """dL[E] by ``jax.grad`` through ``lstsq`` (tolerances are static there: one compilation each)."""
 
     def loss(A, b, g):
-        x, info = lstsq(A, b, options=SolverOptions(atol=tol, btol=tol, maxiter=maxiter), assume_full_rank=assume_full_rank)
+        options = SolverOptions(atol=tol, btol=tol, maxiter=maxiter)
+        x, info = lstsq(A, b, options=options, assume_full_rank=assume_full_rank)
         return jnp.dot(g, x), info.iterations
 
     return _directional_gradient(loss)

@@ -69,7 +69,8 @@ def rbf_features(x: np.ndarray, centers: np.ndarray, width: float) -> jax.Array:
 @partial(jax.jit, static_argnames=("tol",))
 def fit_weights(features: jax.Array, targets: jax.Array, damp: jax.Array, tol: float = 1e-10) -> jax.Array:
     """The damped least-squares weights, differentiable in all three arguments."""
-    weights, _ = lstsq(features, targets, damp=damp, options=SolverOptions(atol=tol, btol=tol, maxiter=20 * features.shape[1]))
+    options = SolverOptions(atol=tol, btol=tol, maxiter=20 * features.shape[1])
+    weights, _ = lstsq(features, targets, damp=damp, options=options)
     return weights
 
 
