@@ -9,8 +9,8 @@ Tables (lsqlab.applications.equivariance.TABLES):
                        images, ||c|| there, ms per step, null-space solver iterations per step;
   equivariance_tuning  the grids behind Budget's penalty_mu, al_rho and al_dual_step (first seed).
 
-    python benchmarks/app_equivariance.py                               # estimate: 2.5 min on 2 shared cores
-    python benchmarks/app_equivariance.py --table equivariance_tuning   # estimate: ~1 min
+    python benchmarks/app_equivariance.py                               # 44 s on 2 cores (2026-12-01)
+    python benchmarks/app_equivariance.py --table equivariance_tuning   # 26 s
     python benchmarks/app_equivariance.py --smoke                       # tiny budget, same code
     options: --out DIR, --record
 

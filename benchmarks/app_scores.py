@@ -8,8 +8,8 @@ k-NN precision/recall of annealed-Langevin samples against held-out data, millis
 Table ``scores_collocation``: the null-space method on two spirals with m = 16 / 32 / 64 collocation
 pairs, fixed once or redrawn every step.
 
-    .venv/bin/python benchmarks/app_scores.py                               # scores: about 4 min (estimate)
-    .venv/bin/python benchmarks/app_scores.py --table scores_collocation    # about 1 min (estimate)
+    .venv/bin/python benchmarks/app_scores.py                               # scores: 218 s on 2 cores (2026-12-01)
+    .venv/bin/python benchmarks/app_scores.py --table scores_collocation    # 52 s
     .venv/bin/python benchmarks/app_scores.py --smoke                       # smoke budget (also LSQLAB_SMOKE=1)
 
 Estimates for a full run on this 2-core machine. The tables go to artifacts/results/ (git-ignored;

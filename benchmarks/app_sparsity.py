@@ -8,7 +8,7 @@ level from a small grid by the validation error on a fifth of the training part 
 test part).
 
 Table "sparsity": sparsity_runs.csv (every run), sparsity.csv and sparsity.md (mean ± std over seeds).
-Full run: an estimated 3-6 minutes on 2 shared CPU cores; --smoke (or LSQLAB_SMOKE=1): one seed, one
+Full run: 115 s on 2 CPU cores (2026-12-01); --smoke (or LSQLAB_SMOKE=1): one seed, one
 level, 60 steps, no strength selection, under a minute.
 
     python benchmarks/app_sparsity.py [--smoke] [--out DIR | --record]

@@ -25,7 +25,7 @@ Trained.projection), ||c|| and max |theta_S| at the end, the masked fraction, th
 far the nullspace parameters are from the closed-form ones.
 
     python benchmarks/scale_sparsity.py --size small      # CPU, seconds (the CI size)
-    python benchmarks/scale_sparsity.py --size medium     # CPU, ~4M parameters, a few minutes
+    python benchmarks/scale_sparsity.py --size medium     # CPU, ~4M parameters, 16 s on 2 cores
     python benchmarks/scale_sparsity.py --size full --out DIR   # one H100/H200: well under 5 minutes
 
 Files go to artifacts/results/ (git-ignored; artifacts/results/smoke/ for --size small) or --out DIR.

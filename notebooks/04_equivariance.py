@@ -189,7 +189,7 @@ assert tangency < capped_tangency < 0.5
 # the same images each turned by a random quarter turn; invariance error
 # $\mathbb{E}\,\|f(r^k x) - f(x)\| / \|f(x)\|$ ($k = 1, 2, 3$) on the held-out test images and on the 32
 # fixed collocation images; $\|c\|$ there; milliseconds per step (the median over the compiled chunks of
-# 100 steps, 2 shared CPU cores, measured while other jobs ran); null-space solver iterations per step
+# 100 steps, on 2 CPU cores of an otherwise idle machine); null-space solver iterations per step
 # (CG iterations of the Gram form). The penalty weight $\mu = 10^{-3}$ and the augmented Lagrangian's
 # penalty weight $\rho = 10^{-4}$ and dual step $\eta = 10^{-5}$ were chosen on seed 0 for the best
 # rotated accuracy (the table `equivariance_tuning`, below); the null-space method's $\gamma = 0.5$ was
@@ -228,10 +228,11 @@ show(fit_page(fig))
 # their own learning rate (e.g. Cooper's dual optimiser), because Adam's rescaled primal steps do not
 # balance a dual step of size $\rho$. The grid ($\rho \times \eta$, seed 0) shows why: on and above the
 # diagonal $\eta = \rho$ the multipliers grow faster than the network can follow, $J^\top\lambda$
-# swamps the loss gradient and the network collapses (upright accuracy 8–39%; at the largest $\eta$ a
-# nearly constant, invariant and useless classifier). Below it the multipliers move slowly and the
-# method behaves like the penalty with $\mu = \rho$ (rotated accuracy 0.78–0.82): the dual steps
-# never bought a violation more than 11% below the penalty's at the same weight.
+# swamps the loss gradient and the network collapses (upright accuracy 9–47%; three of these six runs
+# end as nearly constant, invariant and useless classifiers: chance accuracy, held-out invariance error
+# 5e-4 to 1e-2). Below it the multipliers move slowly and the method behaves like the penalty with
+# $\mu = \rho$ (rotated accuracy 0.78–0.82): the dual steps never bought a violation more than 8% below
+# the penalty's at the same weight.
 
 # %%
 tuning = [r for r in tables.read("equivariance_tuning") if r["method"] == "augmented_lagrangian"]
@@ -255,9 +256,9 @@ print(f"best: rho = {best['al_rho']:g}, eta = {best['al_dual_step']:g}, "
 assert (best["al_rho"], best["al_dual_step"]) == (eq.Budget().al_rho, eq.Budget().al_dual_step)
 for (rho, eta), r in grid.items():
     if eta >= rho:  # on and above the diagonal (the classical coupling eta = rho): collapse
-        assert r["acc_upright_mean"] < 0.4 and r["acc_rotated_mean"] < 0.3
+        assert r["acc_upright_mean"] < 0.5 and r["acc_rotated_mean"] < 0.45
     else:  # below it: like the penalty with mu = rho, and never markedly more feasible
-        assert r["acc_rotated_mean"] > 0.75 and r["violation_mean"] > 0.8 * penalty_at[rho]["violation_mean"]
+        assert r["acc_rotated_mean"] > 0.75 and r["violation_mean"] > 0.9 * penalty_at[rho]["violation_mean"]
 for rho in rhos:  # the smallest dual step is all but the penalty
     assert abs(grid[rho, min(etas)]["acc_rotated_mean"] - penalty_at[rho]["acc_rotated_mean"]) < 0.03
 
@@ -309,22 +310,22 @@ assert 0 <= results["nullspace"]["solver_iterations"] <= 2 * live_budget.gram.ma
 #   about 6e-4, 16 times below the penalty's at the same images and over 2,000 times below plain
 #   training.
 #   Resampled every batch, it reaches the lowest held-out invariance error of all non-exact methods
-#   (about 0.017: 4–5 times below the resampled penalty, 13 times below augmentation).
+#   (about 0.016: 4–5 times below the resampled penalty, 13 times below augmentation).
 # - **The constraint on fixed points does not generalise.** Held-out invariance error of the fixed-point
-#   null-space model is about 0.40, 700 times its error on the collocation images and no better than the
-#   penalty's; its rotated accuracy (0.81) ties the penalty's (0.78) and the augmented Lagrangian's
-#   (0.80) and is far below augmentation.
+#   null-space model is about 0.40, almost 700 times its error on the collocation images and no better
+#   than the penalty's; its rotated accuracy (0.81) ties the penalty's (0.78) and the augmented
+#   Lagrangian's (0.80) and is far below augmentation.
 #   32 images pin 960 of 8,970 degrees of freedom, and the network uses the other 8,000 freely on other
 #   inputs. Invariance spreads only when the points change (resampling) — at which point the "constraint"
 #   behaves like an exact-per-step augmentation.
 # - **Loses on accuracy and cost.** Resampled, it is 1–3 points less accurate on turned digits (0.90)
 #   than the resampled penalty and augmentation (0.92–0.93), which trade some invariance for accuracy,
 #   and a step is the dearest of all. With fixed points the Gram-form solves (warm-started, Nystrom
-#   preconditioned, 3 CG iterations each, two per step) cost about 1.2 ms, 14 plain steps or 9 penalty
-#   steps, at the same $\|c\|$ and accuracy as the 40 LSMR iterations they replace (4 ms); each CG
-#   iteration is a JVP and a VJP of the network on 128 images, as dear as a plain training step.
-#   Resampled points change $J$ every step, so nothing carries over: those steps keep LSMR from zero
-#   (4.3 ms, 48 plain steps).
+#   preconditioned, 3 CG iterations each, two per step) cost about 1.4 ms, 15 plain steps or 8 penalty
+#   steps, at the same $\|c\|$ and accuracy as the 40 LSMR iterations they replace (about 4 ms in
+#   `benchmarks/README.md`); each CG iteration is a JVP and a VJP of the network on 128 images, as dear
+#   as a plain training step. Resampled points change $J$ every step, so nothing carries over: those
+#   steps keep LSMR from zero (6.2 ms, 66 plain steps).
 # - **The exact model wins outright here.** Group averaging is invariant to rounding (4e-8 in float32),
 #   has the best rotated accuracy (0.95) and costs four forward passes. For a small group that acts
 #   exactly there is no reason to constrain; the null-space method is for constraints without such a

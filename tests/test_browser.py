@@ -1,5 +1,6 @@
-"""Every widget in a real browser: each notebook with widgets runs with Run All in JupyterLab and in
-Notebook 7 (one server, one kernel per notebook); every widget figure must be drawn with the kernel's
+"""Every widget in a real browser: each notebook with widgets runs with Run All in JupyterLab, and the
+tour and notebook 03 (three of the five widgets, 2-D and 3-D figures; every widget draws through the same
+lsqlab.widgets.figures.live_or_static) in Notebook 7 too (one server per test worker, one kernel per notebook); every widget figure must be drawn with the kernel's
 data on first display, before any control moves, then again after a control moves (keys in JupyterLab,
 a mouse drag in Notebook 7), after the manifold explorer switches to 3-D surfaces, and after the saved
 notebook is reloaded. Screenshots of every widget at every stage go to ``artifacts/browser/``."""
@@ -27,6 +28,9 @@ from browser_helpers import (
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET_NOTEBOOKS = {"00_tour": 1, "01_values": 1, "02_gradients": 1, "03_nullspace_geometry": 2}  # widgets shown
 SURFACES = ("sphere", "torus")  # the manifold explorer's 3-D choices, drawn in WebGL
+NOTEBOOK7 = ("00_tour", "03_nullspace_geometry")  # Notebook 7 as well: 3 of the 5 widgets, 2-D and 3-D figures
+CHECKS = [(name, frontend) for name in WIDGET_NOTEBOOKS for frontend in FRONTENDS
+          if frontend == "lab" or name in NOTEBOOK7]
 
 
 def test_every_notebook_with_widgets_is_checked_in_the_browser():
@@ -84,27 +88,26 @@ def choose_surface(page, cell: int, surface: str, name: str) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("name", WIDGET_NOTEBOOKS)
-def test_widgets_draw_on_first_display_and_follow_their_controls(name, chromium, lab_server):
+@pytest.mark.parametrize("name, frontend", CHECKS, ids=[f"{name}-{frontend}" for name, frontend in CHECKS])
+def test_widgets_draw_on_first_display_and_follow_their_controls(name, frontend, chromium, lab_server):
     path = f"notebooks/{name}.ipynb"
-    for frontend in FRONTENDS:
-        context = chromium.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        try:
-            cells = run_and_check_first_render(page, lab_server, path, frontend, name)
+    context = chromium.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        cells = run_and_check_first_render(page, lab_server, path, frontend, name)
+        for cell in cells:
+            if has(page, cell, ".widget-slider"):
+                move_and_check(page, cell, frontend, name)
+        if frontend == "lab":
             for cell in cells:
-                if has(page, cell, ".widget-slider"):
-                    move_and_check(page, cell, frontend, name)
-            if frontend == "lab":
+                if has(page, cell, ".widget-dropdown select option[value='sphere']"):
+                    for surface in SURFACES:
+                        choose_surface(page, cell, surface, name)
+            save_and_reload(page)
+            try:
+                wait_until_drawn(page, cells)
+            finally:
                 for cell in cells:
-                    if has(page, cell, ".widget-dropdown select option[value='sphere']"):
-                        for surface in SURFACES:
-                            choose_surface(page, cell, surface, name)
-                save_and_reload(page)
-                try:
-                    wait_until_drawn(page, cells)
-                finally:
-                    for cell in cells:
-                        screenshot_cell(page, cell, f"{name}-lab-reloaded-cell{cell}")
-        finally:
-            context.close()
+                    screenshot_cell(page, cell, f"{name}-lab-reloaded-cell{cell}")
+    finally:
+        context.close()
