@@ -157,8 +157,8 @@ def ensure_chromium() -> None:
 
 def test(args: list[str]) -> None:
     """Unit tests, the notebooks (run from the built wheel by tests/test_student_machine.py) and the browser
-    check in one pytest run, in smoke mode, on two workers (pytest-xdist; tests/conftest.py starts the
-    long tests first); the 25 slowest tests are listed at the end."""
+    check in one pytest run, in smoke mode, on two workers (pytest-xdist; tests/conftest.py keeps the
+    long groups together and starts them first); the 25 slowest tests are listed at the end."""
     python = ensure_venv()
     ensure_chromium()
     command = [python, "-m", "pytest", "tests", "-n", "2", "--dist", "loadgroup", "--durations", "25", *args]

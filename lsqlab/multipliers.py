@@ -71,7 +71,7 @@ class Nystrom(NamedTuple):
     scales: jax.Array
 
     def apply(self, r: jax.Array) -> jax.Array:
-        coefficients = r @ self.basis  # U^T r, written so: XLA:CPU's transposed matrix-vector product is ~10x slower
+        coefficients = r @ self.basis  # U^T r, written so: XLA:CPU's transposed matrix-vector product is slower
         return r + self.basis @ ((self.scales - 1) * coefficients)
 
 

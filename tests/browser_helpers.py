@@ -409,8 +409,8 @@ def slider_handle(page, cell: int):
     return handle
 
 
-def press_slider(page, cell: int, key: str = "ArrowRight", times: int = 3) -> None:
-    """Press ``key`` on the handle of ``cell``'s first slider a few times.
+def press_slider(page, cell: int, key: str = "ArrowRight", times: int = 1) -> None:
+    """Press ``key`` on the handle of ``cell``'s first slider ``times`` times.
 
     Each press re-focuses the handle: the notebook takes focus back when it activates a cell, and a
     stray arrow key in command mode would collapse a heading instead of moving the slider.

@@ -24,16 +24,17 @@ def fresh_compilation_caches():
     jax.clear_caches()
 
 
-LONG = ("student", "browser")  # markers of the long tests
+LONG = ("student", "browser")  # markers of the long tests, each group kept on one xdist worker
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Long tests first: under ``pytest -n 2 --dist loadgroup`` (``dev.py test``) the two workers start on
-    them and the short tests fill in around them, instead of one long test starting last. The student's-
-    machine tests stay on one worker (one wheel built from the checkout, one venv switched between modes);
-    browser tests spread, each worker starting its own Jupyter server (tests/browser_helpers.py)."""
+    """Under ``pytest -n 2 --dist loadgroup`` (``dev.py test``): the student's-machine tests (one wheel built
+    from the checkout, one venv switched between modes) and the browser tests (one Jupyter server) each
+    stay on one worker, and both groups are handed out first, so that the short tests fill the workers
+    around them instead of a long test starting last."""
     for item in items:
-        if item.get_closest_marker("student"):
-            item.add_marker(pytest.mark.xdist_group("student"))
+        for name in LONG:
+            if item.get_closest_marker(name):
+                item.add_marker(pytest.mark.xdist_group(name))
     items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in LONG))

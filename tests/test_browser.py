@@ -1,9 +1,10 @@
 """Every widget in a real browser: each notebook with widgets runs with Run All in JupyterLab, and the
 tour and notebook 03 (three of the five widgets, 2-D and 3-D figures; every widget draws through the same
-lsqlab.widgets.figures.live_or_static) in Notebook 7 too (one server per test worker, one kernel per notebook); every widget figure must be drawn with the kernel's
-data on first display, before any control moves, then again after a control moves (keys in JupyterLab,
-a mouse drag in Notebook 7), after the manifold explorer switches to 3-D surfaces, and after the saved
-notebook is reloaded. Screenshots of every widget at every stage go to ``artifacts/browser/``."""
+lsqlab.widgets.figures.live_or_static) in Notebook 7 too (one server, one kernel per notebook). Every
+widget figure must be drawn with the kernel's data on first display, before any control moves, then
+again after a control moves (a key in JupyterLab, a mouse drag in Notebook 7), after the manifold
+explorer switches to 3-D surfaces, and after the saved notebook is reloaded. Screenshots of every widget
+at every stage go to ``artifacts/browser/``."""
 
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def move_and_check(page, cell: int, frontend: str, name: str) -> None:
     """Move the widget's first slider (keys in JupyterLab, a drag in Notebook 7); its figure must change."""
     before = drawn_traces(page, cell)
     if frontend == "lab":
-        press_slider(page, cell, "ArrowRight", times=3)
+        press_slider(page, cell, "ArrowRight")
     else:
         drag_slider(page, cell)
     try:
