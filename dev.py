@@ -157,11 +157,11 @@ def ensure_chromium() -> None:
 
 def test(args: list[str]) -> None:
     """Unit tests, the notebooks (run from the built wheel by tests/test_student_machine.py) and the browser
-    check in one pytest run, in smoke mode, on two workers (pytest-xdist; tests/conftest.py keeps the
-    long groups together and starts them first); the 25 slowest tests are listed at the end."""
+    check in one pytest run, in smoke mode, on two workers (pytest-xdist, one file per worker at a time;
+    tests/conftest.py starts the long files first); the 25 slowest tests are listed at the end."""
     python = ensure_venv()
     ensure_chromium()
-    command = [python, "-m", "pytest", "tests", "-n", "2", "--dist", "loadgroup", "--durations", "25", *args]
+    command = [python, "-m", "pytest", "tests", "-n", "2", "--dist", "loadfile", "--durations", "25", *args]
     exec_tool(command, tool_env(LSQLAB_SMOKE="1", XLA_PYTHON_CLIENT_PREALLOCATE="false"))
 
 

@@ -24,17 +24,13 @@ def fresh_compilation_caches():
     jax.clear_caches()
 
 
-LONG = ("student", "browser")  # markers of the long tests, each group kept on one xdist worker
+LONG = ("student", "browser")  # markers of the long tests
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under ``pytest -n 2 --dist loadgroup`` (``dev.py test``): the student's-machine tests (one wheel built
-    from the checkout, one venv switched between modes) and the browser tests (one Jupyter server) each
-    stay on one worker, and both groups are handed out first, so that the short tests fill the workers
-    around them instead of a long test starting last."""
-    for item in items:
-        for name in LONG:
-            if item.get_closest_marker(name):
-                item.add_marker(pytest.mark.xdist_group(name))
+    """Long tests first. Under ``pytest -n 2 --dist loadfile`` (``dev.py test``) each test file runs on one
+    worker (the student's-machine tests share one wheel and venv, the browser tests one Jupyter server),
+    and files are handed out in this order, so the two long files start at once and the short files fill
+    in around them instead of a long file starting last."""
     items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in LONG))
