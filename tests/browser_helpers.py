@@ -308,7 +308,11 @@ def run_all_cells(page) -> list[str]:
 
 
 def save_and_reload(page) -> None:
-    """Save the notebook (its outputs hold the widget views), reload the page, wait for the kernel."""
+    """Once the kernel is idle (a control's computation finished), save the notebook (its outputs hold the
+    widget views), reload the page and wait for the kernel. Reloading while the kernel still computes
+    can leave JupyterLab's widget manager without the models ("model not found"), a race of the page
+    restore under load that is not what this check is about."""
+    page.wait_for_function(KERNEL_READY_JS, timeout=KERNEL_READY_S * 1000, polling=250)
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", polling=250)
     page.reload()
