@@ -413,7 +413,7 @@ def slider_handle(page, cell: int):
     return handle
 
 
-def press_slider(page, cell: int, key: str = "ArrowRight", times: int = 1) -> None:
+def press_slider(page, cell: int, key: str = "ArrowRight", times: int = 3) -> None:
     """Press ``key`` on the handle of ``cell``'s first slider ``times`` times.
 
     Each press re-focuses the handle: the notebook takes focus back when it activates a cell, and a

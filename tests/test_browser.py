@@ -2,7 +2,7 @@
 tour and notebook 03 (three of the five widgets, 2-D and 3-D figures; every widget draws through the same
 lsqlab.widgets.figures.live_or_static) in Notebook 7 too (one server, one kernel per notebook). Every
 widget figure must be drawn with the kernel's data on first display, before any control moves, then
-again after a control moves (a key in JupyterLab, a mouse drag in Notebook 7), after the manifold
+again after a control moves (keys in JupyterLab, a mouse drag in Notebook 7), after the manifold
 explorer switches to 3-D surfaces, and after the saved notebook is reloaded. Screenshots of every widget
 at every stage go to ``artifacts/browser/``."""
 
