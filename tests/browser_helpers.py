@@ -155,12 +155,12 @@ def _lsqlab_browser_figures():
     return json.dumps(figures)
 """
 
-KERNEL_FIGURES_JS = """async (code) => {
+# Run ``code`` in the kernel silently and return the repr of the expression ``name`` (or the error).
+KERNEL_VALUE_JS = """async ({code, name}) => {
   const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const future = kernel.requestExecute({code, silent: true, store_history: false,
-                                        user_expressions: {figures: "_lsqlab_browser_figures()"}});
+  const future = kernel.requestExecute({code, silent: true, store_history: false, user_expressions: {value: name}});
   const reply = await future.done;
-  const result = reply.content.user_expressions.figures;
+  const result = reply.content.user_expressions.value;
   return result.status === "ok" ? result.data["text/plain"] : `error: ${result.ename}: ${result.evalue}`;
 }"""
 
@@ -327,10 +327,20 @@ def widget_cells(page) -> list[int]:
 def kernel_figures(page) -> list[list[list]]:
     """The signature (per trace: type, name, number of values, their finite sum) of every live figure
     widget in the kernel."""
-    answer = page.evaluate(KERNEL_FIGURES_JS, KERNEL_FIGURES_CODE)
+    answer = page.evaluate(KERNEL_VALUE_JS, {"code": KERNEL_FIGURES_CODE, "name": "_lsqlab_browser_figures()"})
     if answer.startswith("error: "):
         raise RuntimeError(f"the kernel could not list its figures: {answer}")
     return json.loads(ast.literal_eval(answer))
+
+
+def kernel_figure_modules(page) -> list[str]:
+    """The front-end module (anywidget ``_esm``) of every live figure widget in the kernel."""
+    code = ("from ipywidgets.widgets.widget import _instances as _i; from plotly.basewidget import BaseFigureWidget; "
+            "_lsqlab_modules = [w._esm for w in list(_i.values()) if isinstance(w, BaseFigureWidget)]")
+    answer = page.evaluate(KERNEL_VALUE_JS, {"code": code, "name": "_lsqlab_modules"})
+    if answer.startswith("error: "):
+        raise RuntimeError(f"the kernel could not list its figures' modules: {answer}")
+    return ast.literal_eval(answer)
 
 
 def same_traces(drawn: list[list], kernel: list[list]) -> bool:

@@ -6,16 +6,23 @@ again after a control moves (keys in JupyterLab, a mouse drag in Notebook 7), af
 explorer switches to 3-D surfaces, and after the saved notebook is reloaded. Screenshots of every widget
 at every stage go to ``artifacts/browser/``."""
 
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 import lsqlab.widgets
+import lsqlab_jupyter
+from lsqlab_jupyter.bundle import plotly_bundle, versioned_route
 from browser_helpers import (
     FRONTENDS,
+    SCREENSHOTS,
     VIEWPORT,
     drag_slider,
     drawn_traces,
+    kernel_figure_modules,
     open_notebook,
     press_slider,
     run_all_cells,
@@ -40,6 +47,23 @@ def test_every_notebook_with_widgets_is_checked_in_the_browser():
     assert uses_widgets == set(WIDGET_NOTEBOOKS)
 
 
+def test_the_server_serves_plotly_widget_bundle_to_logged_in_pages_only(lab_server):
+    """lsqlab_jupyter's route: the bundle with the token (the pages' cookie), nothing without it."""
+    route = f"{lab_server.base_url}/{lsqlab_jupyter.ROUTE}"
+    with urllib.request.urlopen(f"{route}?token={lab_server.token}") as response:
+        assert response.headers["Content-Type"].startswith("text/javascript")
+        assert response.read() == plotly_bundle().read_bytes()
+    no_redirects = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        no_redirects.open(route)
+    assert refused.value.code in (302, 403)  # to the login page, or forbidden
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 def has(page, cell: int, selector: str) -> bool:
     return page.locator(f'[data-lsqlab-cell="{cell}"] {selector}').count() > 0
 
@@ -51,6 +75,10 @@ def run_and_check_first_render(page, server, path: str, frontend: str, name: str
     assert errors == [], f"{path} failed in {frontend}: {errors}"
     cells = widget_cells(page)
     assert len(cells) == WIDGET_NOTEBOOKS[name], f"{frontend} shows widgets in cells {cells}"
+    modules = kernel_figure_modules(page)
+    served = lsqlab_jupyter.figure_module(versioned_route())
+    assert modules and all(module == served for module in modules), (
+        "the kernel's live figures do not import plotly's bundle from the server (lsqlab_jupyter)")
     try:
         wait_until_drawn(page, cells)
     finally:
@@ -94,6 +122,8 @@ def test_widgets_draw_on_first_display_and_follow_their_controls(name, frontend,
     path = f"notebooks/{name}.ipynb"
     context = chromium.new_context(viewport=VIEWPORT)
     page = context.new_page()
+    console = []
+    page.on("console", lambda message: console.append(f"{time.monotonic():.1f} {message.type}: {message.text}"))
     try:
         cells = run_and_check_first_render(page, lab_server, path, frontend, name)
         for cell in cells:
@@ -111,4 +141,5 @@ def test_widgets_draw_on_first_display_and_follow_their_controls(name, frontend,
                 for cell in cells:
                     screenshot_cell(page, cell, f"{name}-lab-reloaded-cell{cell}")
     finally:
+        (SCREENSHOTS / f"{name}-{frontend}-console.log").write_text("\n".join(console))
         context.close()

@@ -63,7 +63,7 @@ def test_binder_post_build_installs_the_package():
     assert lines[0] == "#!/bin/bash"
     commands = [line for line in lines[1:] if not line.startswith("#")]
     assert commands[0] == "set -e"
-    assert "pip install -e ." in commands
+    assert "pip install ." in commands
 
 
 def test_ci_entry_point_runs_dev_test_and_nothing_else():

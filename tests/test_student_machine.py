@@ -124,6 +124,8 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Machine:
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [p.name for p in sorted(RECORDED.glob("*")) if f"lsqlab/applications/results/{p.name}" not in names]
     assert not missing, f"the wheel lacks recorded results files {missing}: declare them as package data"
+    assert any(name.endswith("data/etc/jupyter/jupyter_server_config.d/lsqlab_jupyter.json") for name in names), (
+        "the wheel does not enable lsqlab_jupyter in the Jupyter server it is installed with")
     result = subprocess.run([str(uv), "venv", "--seed", "--python", sys.executable, str(base / "venv")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
