@@ -2,9 +2,10 @@
 
 A plotly ``FigureWidget`` carries its whole front-end (plotly.js with the widget, about 5 MB) in its
 synced state, as anywidget's ``_esm``, so every live figure sends it again: when it is displayed, and
-for every figure of the kernel whenever a page (re)connects. Notebook 03 holds three live figures:
-15 MB to restore a page, which under load takes longer than JupyterLab's widget manager waits for a
-model ("Error displaying widget: model not found"), and each figure compiles its own copy. This server
+for every figure of the kernel whenever a page (re)connects, and each figure compiles its own copy.
+Notebook 03 holds three live figures: 15 MB to restore a page, which under load ended in "Error
+displaying widget: model not found" (JupyterLab's widget manager waits 2 s for a model, anywidget 2 s
+for a figure's module). This server
 extension serves the bundle at ``{base_url}lsqlab/plotly-widget.js`` and marks the kernels its server
 starts (``ENV_VAR``); a kernel so marked gives its figures :func:`figure_module`, four lines that import
 the bundle from there, so a page fetches and compiles it once and widget state is a few kilobytes.

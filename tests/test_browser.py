@@ -3,8 +3,9 @@ tour and notebook 03 (three of the five widgets, 2-D and 3-D figures; every widg
 lsqlab.widgets.figures.live_or_static) in Notebook 7 too (one server, one kernel per notebook). Every
 widget figure must be drawn with the kernel's data on first display, before any control moves, then
 again after a control moves (keys in JupyterLab, a mouse drag in Notebook 7), after the manifold
-explorer switches to 3-D surfaces, and after the saved notebook is reloaded. Screenshots of every widget
-at every stage go to ``artifacts/browser/``."""
+explorer switches to 3-D surfaces, and after the saved notebook is reloaded. Every live figure must import
+plotly's bundle from the server (lsqlab_jupyter). Screenshots of every widget at every stage, and each page's
+console, go to ``artifacts/browser/``."""
 
 import time
 import urllib.error
@@ -141,5 +142,6 @@ def test_widgets_draw_on_first_display_and_follow_their_controls(name, frontend,
                 for cell in cells:
                     screenshot_cell(page, cell, f"{name}-lab-reloaded-cell{cell}")
     finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         (SCREENSHOTS / f"{name}-{frontend}-console.log").write_text("\n".join(console))
         context.close()
