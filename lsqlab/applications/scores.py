@@ -17,11 +17,15 @@ asymmetry NAsym = ||(J - J^T)/2||_F^2 / ||J||_F^2, the error against the exact s
 empirical distribution, and the energy distance and k-NN precision/recall of annealed-Langevin samples.
 Training runs in the shared loop (:mod:`lsqlab.applications.training`); :data:`TABLES` holds the main
 comparison (``scores``) and the fixed-against-redrawn collocation study (``scores_collocation``).
+
+This module is the application (methods, training, tables); its parts are the model and DSM
+(:mod:`~lsqlab.applications.score_model`), the measures (:mod:`~lsqlab.applications.score_measures`) and
+the sampler (:mod:`~lsqlab.applications.langevin`), whose public names are importable from here too.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -31,271 +35,37 @@ import numpy as np
 import optax
 
 from lsqlab import baselines, constraints, multipliers, nullspace
-from lsqlab.applications import mlp, tables, training
+from lsqlab.applications import score_model, tables, training
+from lsqlab.applications.langevin import annealed_langevin, langevin_levels, sample_with_exact_score, sample_with_model
+from lsqlab.applications.score_measures import (
+    energy_distance, evaluation_pairs, exact_log_density, exact_score, mean_nasym, nasym, precision_recall,
+    relative_score_error,
+)
+from lsqlab.applications.score_model import (
+    DIM, SIGMA_MAX, SIGMA_MIN, NoisedBatch, Params, dsm_loss, model_score, noise_batch, scaled_score, score,
+    score_jacobians,
+)
 from lsqlab.data import TOY_2D, toy_2d
 from lsqlab.solver import SolverOptions
 
-SIGMA_MIN, SIGMA_MAX = 0.1, 3.0
 METHODS = ("plain", "energy", "penalty", "nullspace")
-DIM = 2
 
-Params = mlp.Params
-ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x (k, 2), sigma (k,)) -> s (k, 2)
-
-
-# ----------------------------------------------------------------------------------------------- models
+__all__ = [  # the application's own names, and its parts' (as the notebooks use them)
+    "METHODS", "SMOKE", "TABLES", "Budget", "Experiment", "Run", "asymmetry_constraint", "collocation_pairs",
+    "collocation_run", "experiment", "init_model", "run", "train", "COLLOCATION_DATA", "GAMMA", "LEARNING_RATE",
+    "LSMR_OPTIONS", "MU", "SIGMA_GRID",
+    "DIM", "SIGMA_MAX", "SIGMA_MIN", "NoisedBatch", "Params", "dsm_loss", "model_score", "noise_batch",
+    "scaled_score", "score", "score_jacobians",
+    "energy_distance", "evaluation_pairs", "exact_log_density", "exact_score", "mean_nasym", "nasym",
+    "precision_recall", "relative_score_error",
+    "annealed_langevin", "langevin_levels", "sample_with_exact_score", "sample_with_model",
+]
 
 
 def init_model(key: jax.Array, method: str, *, width: int = 64, depth: int = 3, dtype=jnp.float64) -> Params:
-    """An MLP [x, log sigma] (3 inputs) -> ``depth`` tanh layers of ``width`` -> 1 (energy) or 2 outputs."""
+    """The model of ``method`` (:func:`score_model.init_model`): an energy for ``energy``, else a vector field."""
     _check_method(method)
-    if width < 1 or depth < 1:
-        raise ValueError(f"width and depth must be >= 1, got {width} and {depth}")
-    outputs = 1 if method == "energy" else DIM
-    return mlp.init(key, [DIM + 1, *[width] * depth, outputs], dtype)
-
-
-def is_energy(params: Params) -> bool:
-    """Whether the model is an energy (one output) rather than a vector field (two outputs)."""
-    return params[-1]["w"].shape[-1] == 1
-
-
-def scaled_score(params: Params, x: jax.Array, sigma: jax.Array) -> jax.Array:
-    """sigma s(x, sigma) for points x (k, 2) and noise levels sigma (k,) or scalar.
-
-    Vector model: net([x, log sigma]). Energy model: -grad_x e([x, log sigma]), i.e. the energy is
-    E(x, sigma) = e / sigma and s = -grad_x E. Each output row depends on its own input row only.
-    """
-    log_sigma = jnp.broadcast_to(jnp.log(sigma), x.shape[:-1])[..., None]
-
-    def network(points: jax.Array) -> jax.Array:
-        return mlp.apply(params, jnp.concatenate([points, log_sigma.astype(points.dtype)], axis=-1))
-
-    if is_energy(params):
-        return -jax.grad(lambda points: jnp.sum(network(points)))(x)
-    return network(x)
-
-
-def score(params: Params, x: jax.Array, sigma: jax.Array) -> jax.Array:
-    """s(x, sigma) = scaled_score / sigma, shape (k, 2)."""
-    return scaled_score(params, x, sigma) / jnp.broadcast_to(sigma, x.shape[:-1])[..., None]
-
-
-def score_jacobians(params: Params, x: jax.Array, sigma: jax.Array) -> jax.Array:
-    """J_k = d s(x_k, sigma_k) / dx at each point, shape (k, 2, 2) (forward mode, exact)."""
-    sigma = jnp.broadcast_to(sigma, x.shape[:-1])
-
-    def one(point: jax.Array, level: jax.Array) -> jax.Array:
-        return jax.jacfwd(lambda y: score(params, y[None], level[None])[0])(point)
-
-    return jax.vmap(one)(x, sigma)
-
-
-_jacobians = jax.jit(score_jacobians)
-
-
-# ------------------------------------------------------------------------------ denoising score matching
-
-
-def noise_levels(key: jax.Array, k: int, dtype=jnp.float64) -> jax.Array:
-    """k noise levels, log-uniform on [SIGMA_MIN, SIGMA_MAX]."""
-    u = jax.random.uniform(key, (k,), dtype)
-    return SIGMA_MIN * (SIGMA_MAX / SIGMA_MIN) ** u
-
-
-class NoisedBatch(NamedTuple):
-    """x~ = x + sigma eps for a batch of data x: points x~ (k, 2), levels sigma (k,), noise eps (k, 2)."""
-
-    points: jax.Array
-    sigmas: jax.Array
-    noise: jax.Array
-
-
-def noise_batch(key: jax.Array, data: jax.Array) -> NoisedBatch:
-    """Perturb each data point with its own sigma (log-uniform) and Gaussian eps."""
-    key_sigma, key_noise = jax.random.split(key)
-    sigmas = noise_levels(key_sigma, data.shape[0], data.dtype)
-    noise = jax.random.normal(key_noise, data.shape, data.dtype)
-    return NoisedBatch(data + sigmas[:, None] * noise, sigmas, noise)
-
-
-def dsm_loss(params: Params, batch: NoisedBatch) -> jax.Array:
-    """sigma^2-weighted DSM: mean_k sigma_k^2 ||s(x~_k, sigma_k) + eps_k / sigma_k||^2 = mean ||sigma s + eps||^2.
-
-    Its minimiser over all functions is the score of the noised data distribution at each sigma.
-    """
-    return jnp.mean(jnp.sum((scaled_score(params, batch.points, batch.sigmas) + batch.noise) ** 2, axis=-1))
-
-
-# ---------------------------------------------------------------------------------------- exact score
-
-
-def exact_score(x: jax.Array, sigma: jax.Array, data: jax.Array) -> jax.Array:
-    """grad_x log p_sigma(x) for p_sigma = (1/n) sum_i N(x_i, sigma^2 I) (the noised empirical distribution).
-
-    = sum_i w_i(x) (x_i - x) / sigma^2 with w = softmax_i(-||x - x_i||^2 / (2 sigma^2)): stable for any sigma.
-    x (k, 2), sigma (k,) or scalar, data (n, 2).
-    """
-    _check_points(x, data)
-    sigma = jnp.broadcast_to(sigma, x.shape[:-1])[:, None]
-    logits = -jnp.sum((x[:, None, :] - data[None]) ** 2, axis=-1) / (2 * sigma**2)
-    weights = jax.nn.softmax(logits, axis=1)
-    return (weights @ data - x) / sigma**2
-
-
-def exact_log_density(x: jax.Array, sigma: jax.Array, data: jax.Array) -> jax.Array:
-    """log p_sigma(x) = logsumexp_i(-||x - x_i||^2 / (2 sigma^2)) - log n - (d/2) log(2 pi sigma^2)."""
-    _check_points(x, data)
-    sigma = jnp.broadcast_to(sigma, x.shape[:-1])
-    logits = -jnp.sum((x[:, None, :] - data[None]) ** 2, axis=-1) / (2 * sigma[:, None] ** 2)
-    n, d = data.shape
-    return jax.scipy.special.logsumexp(logits, axis=1) - jnp.log(n) - 0.5 * d * jnp.log(2 * jnp.pi * sigma**2)
-
-
-_exact_score = jax.jit(exact_score)
-_score = jax.jit(score)
-
-
-def model_score(params: Params) -> ScoreFn:
-    """(x, sigma) -> s(x, sigma) of a trained model, compiled once per model shape."""
-    return partial(_score, params)
-
-
-# ------------------------------------------------------------------------------------------- measures
-
-
-def nasym(jacobians: jax.Array) -> jax.Array:
-    """NAsym(J) = ||(J - J^T)/2||_F^2 / ||J||_F^2 for each Jacobian in a stack (k, d, d)."""
-    antisymmetric = 0.5 * (jacobians - jnp.swapaxes(jacobians, -1, -2))
-    return jnp.sum(antisymmetric**2, axis=(-1, -2)) / jnp.sum(jacobians**2, axis=(-1, -2))
-
-
-def mean_nasym(params: Params, points: jax.Array, sigmas: jax.Array) -> float:
-    """NAsym of ds/dx averaged over evaluation pairs (x_k, sigma_k)."""
-    return float(jnp.mean(nasym(_jacobians(params, points, sigmas))))
-
-
-def evaluation_pairs(key: jax.Array, data: jax.Array, sigma_grid: jax.Array) -> NoisedBatch:
-    """Every data point noised once at every sigma of the grid: (len(grid) * n) pairs, grid-major."""
-    sigmas = jnp.repeat(jnp.asarray(sigma_grid, data.dtype), data.shape[0])
-    tiled = jnp.tile(data, (len(sigma_grid), 1))
-    noise = jax.random.normal(key, tiled.shape, data.dtype)
-    return NoisedBatch(tiled + sigmas[:, None] * noise, sigmas, noise)
-
-
-def relative_score_error(score_fn: ScoreFn, pairs: NoisedBatch, train: jax.Array, num_levels: int) -> float:
-    """mean over the sigma grid of sqrt(sum_k ||s(x_k) - s*(x_k)||^2 / sum_k ||s*(x_k)||^2), s* = :func:`exact_score`.
-
-    ``pairs`` from :func:`evaluation_pairs` (grid-major, ``num_levels`` blocks of equal size).
-    """
-    errors = []
-    for points, sigmas in zip(jnp.split(pairs.points, num_levels), jnp.split(pairs.sigmas, num_levels)):
-        reference = _exact_score(points, sigmas, train)
-        errors.append(jnp.sqrt(jnp.sum((score_fn(points, sigmas) - reference) ** 2) / jnp.sum(reference**2)))
-    return float(jnp.mean(jnp.stack(errors)))
-
-
-def energy_distance(a: jax.Array, b: jax.Array) -> float:
-    """D^2 = 2 E||X - Y|| - E||X - X'|| - E||Y - Y'|| between the empirical distributions of a and b.
-
-    Means over all pairs (V-statistics), so D^2 >= 0, with equality iff the two samples are equal as sets
-    with multiplicities; in 1-D it is the square of ``scipy.stats.energy_distance``.
-    """
-
-    def mean_distance(u: jax.Array, v: jax.Array) -> jax.Array:
-        squared = jnp.sum((u[:, None] - v[None]) ** 2, axis=-1)
-        return jnp.mean(jnp.sqrt(jnp.maximum(squared, 0.0)))
-
-    return float(2 * mean_distance(a, b) - mean_distance(a, a) - mean_distance(b, b))
-
-
-def precision_recall(real: jax.Array, generated: jax.Array, k: int = 5) -> tuple[float, float]:
-    """k-NN precision and recall (Kynkaanniemi et al. 2019).
-
-    Precision: fraction of generated points inside the k-NN ball of some real point (real manifold);
-    recall: fraction of real points inside the k-NN ball of some generated point.
-    """
-    if k < 1 or k >= min(real.shape[0], generated.shape[0]):
-        raise ValueError(f"k must be in [1, min(n_real, n_generated) - 1], got {k}")
-
-    def covered(support: jax.Array, queries: jax.Array) -> float:
-        within = jnp.sum((support[:, None] - support[None]) ** 2, axis=-1)
-        radii = jnp.sort(within, axis=1)[:, k]  # column 0 is the point itself
-        to_queries = jnp.sum((queries[:, None] - support[None]) ** 2, axis=-1)
-        return float(jnp.mean(jnp.any(to_queries <= radii[None], axis=1)))
-
-    return covered(real, generated), covered(generated, real)
-
-
-# ------------------------------------------------------------------------------------------- sampling
-
-
-def langevin_levels(num_levels: int) -> np.ndarray:
-    """Geometric noise levels from SIGMA_MAX down to SIGMA_MIN."""
-    if num_levels < 2:
-        raise ValueError(f"need at least 2 noise levels, got {num_levels}")
-    return np.geomspace(SIGMA_MAX, SIGMA_MIN, num_levels)
-
-
-def annealed_langevin(
-    score_fn: ScoreFn,
-    key: jax.Array,
-    num_samples: int,
-    *,
-    start_mean: jax.Array,
-    start_cov: jax.Array,
-    num_levels: int = 20,
-    steps_per_level: int = 20,
-    step_size: float = 0.1,
-) -> jax.Array:
-    """Annealed Langevin dynamics (Song & Ermon 2019) with a final denoising step.
-
-    Start: x ~ N(start_mean, start_cov + SIGMA_MAX^2 I) (the data's first two moments, noised to the
-    largest level). At each level sigma_i (geometric, SIGMA_MAX -> SIGMA_MIN), ``steps_per_level``
-    steps x <- x + a_i s(x, sigma_i) + sqrt(2 a_i) z, z ~ N(0, I), with a_i = step_size * sigma_i^2;
-    then the Tweedie denoiser x <- x + SIGMA_MIN^2 s(x, SIGMA_MIN). Seeded by ``key``.
-    """
-    if num_samples < 1 or steps_per_level < 1 or not step_size > 0:
-        raise ValueError(f"need num_samples, steps_per_level >= 1 and step_size > 0; got "
-                         f"{num_samples}, {steps_per_level}, {step_size}")
-    dtype = jnp.asarray(start_mean).dtype
-    levels = jnp.asarray(langevin_levels(num_levels), dtype)
-    key_start, key_walk = jax.random.split(key)
-    cov = jnp.asarray(start_cov, dtype) + SIGMA_MAX**2 * jnp.eye(DIM, dtype=dtype)
-    x = start_mean + jax.random.normal(key_start, (num_samples, DIM), dtype) @ jnp.linalg.cholesky(cov).T
-
-    def level_step(x: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-        sigma, level_key = inputs
-        a = step_size * sigma**2
-        sigmas = jnp.full((num_samples,), sigma)
-
-        def langevin_step(x: jax.Array, step_key: jax.Array) -> tuple[jax.Array, None]:
-            z = jax.random.normal(step_key, x.shape, dtype)
-            return x + a * score_fn(x, sigmas) + jnp.sqrt(2 * a) * z, None
-
-        x, _ = jax.lax.scan(langevin_step, x, jax.random.split(level_key, steps_per_level))
-        return x, None
-
-    x, _ = jax.lax.scan(level_step, x, (levels, jax.random.split(key_walk, num_levels)))
-    return x + SIGMA_MIN**2 * score_fn(x, jnp.full((num_samples,), SIGMA_MIN, dtype))
-
-
-@partial(jax.jit, static_argnames=("num_samples", "num_levels", "steps_per_level", "step_size"))
-def sample_with_model(params: Params, data: jax.Array, key: jax.Array, num_samples: int, *, num_levels: int = 20,
-                      steps_per_level: int = 20, step_size: float = 0.1) -> jax.Array:
-    """:func:`annealed_langevin` with the model's score, started from the moments of ``data`` (the training set)."""
-    return annealed_langevin(lambda x, sigma: score(params, x, sigma), key, num_samples, start_mean=data.mean(0),
-                             start_cov=jnp.cov(data.T), num_levels=num_levels, steps_per_level=steps_per_level,
-                             step_size=step_size)
-
-
-@partial(jax.jit, static_argnames=("num_samples", "num_levels", "steps_per_level", "step_size"))
-def sample_with_exact_score(data: jax.Array, key: jax.Array, num_samples: int, *, num_levels: int = 20,
-                            steps_per_level: int = 20, step_size: float = 0.1) -> jax.Array:
-    """:func:`annealed_langevin` with :func:`exact_score` of the noised ``data`` (the reference sampler)."""
-    return annealed_langevin(lambda x, sigma: exact_score(x, sigma, data), key, num_samples, start_mean=data.mean(0),
-                             start_cov=jnp.cov(data.T), num_levels=num_levels, steps_per_level=steps_per_level,
-                             step_size=step_size)
+    return score_model.init_model(key, energy=method == "energy", width=width, depth=depth, dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -424,11 +194,6 @@ def _objective(method: str, batch_size: int) -> Callable[[Params, NoisedBatch], 
     penalised = baselines.quadratic_penalty(dsm_loss, asymmetry_constraint, 4.0 * MU / batch_size)
     return lambda params, batch: penalised(params, batch, constraint_args=dict(points=batch.points,
                                                                                 sigmas=batch.sigmas))
-
-
-def _check_points(x: jax.Array, data: jax.Array) -> None:
-    if x.ndim != 2 or data.ndim != 2 or x.shape[1] != DIM or data.shape[1] != DIM:
-        raise ValueError(f"points and data must have shape (k, {DIM}) and (n, {DIM}), got {x.shape} and {data.shape}")
 
 
 def _check_method(method: str) -> None:
