@@ -215,12 +215,14 @@ SMOKE = Budget(seeds=(0,), levels=(0.9,), pretrain_steps=300, steps=60, l1_stren
 
 
 class Setting(NamedTuple):
-    """A method's training problem: start, loss, optimiser, and what is done to the result."""
+    """A method's training problem: start, loss, optimiser, what is done to the result, and the magnitude
+    mask of the dense model at the level."""
 
     start: Params
     loss: Callable[[Params, Batch], jax.Array]
     tx: Any
     finish: Callable[[Params], Params]
+    mask: Params
 
 
 def setting(method: str, dense: Params, sparsity: float, budget: Budget, strength: float = 0.0) -> Setting:
@@ -237,18 +239,18 @@ def setting(method: str, dense: Params, sparsity: float, budget: Budget, strengt
     adam = optax.adam(budget.learning_rate)
     mask = magnitude_mask(dense, sparsity)
     if method == "plain":
-        return Setting(dense, cross_entropy, adam, lambda theta: theta)
+        return Setting(dense, cross_entropy, adam, lambda theta: theta, mask)
     if method in ("nullspace", "nullspace_gradual"):
         gamma = 1.0 if method == "nullspace" else 1.0 - GRADUAL_SHRINK ** (1.0 / budget.steps)
         return Setting(dense, cross_entropy, nullspace_optimizer(adam, mask, gamma=gamma),
-                       lambda theta: prune(theta, mask))
+                       lambda theta: prune(theta, mask), mask)
     if method == "prune":
-        return Setting(prune(dense, mask), cross_entropy, hard_mask(adam, mask), lambda theta: theta)
+        return Setting(prune(dense, mask), cross_entropy, hard_mask(adam, mask), lambda theta: theta, mask)
     if method == "l1":
         loss = lambda theta, batch: cross_entropy(theta, batch) + strength * l1_norm(theta)  # noqa: E731
-        return Setting(dense, loss, adam, lambda theta: prune(theta, magnitude_mask(theta, sparsity)))
+        return Setting(dense, loss, adam, lambda theta: prune(theta, magnitude_mask(theta, sparsity)), mask)
     penalized = baselines.quadratic_penalty(cross_entropy, constraints.sparsity(mask), strength)
-    return Setting(dense, penalized, adam, lambda theta: prune(theta, mask))
+    return Setting(dense, penalized, adam, lambda theta: prune(theta, mask), mask)
 
 
 def digits_split(seed: int, test_fraction: float = 0.25) -> data.Split:
@@ -290,12 +292,11 @@ def evaluate(method: str, dense: Params, sparsity: float, split: data.Split, bud
     batches = minibatches(split.x_train, split.y_train, steps=budget.steps, batch_size=budget.batch_size, key=key)
     trained = training.train(problem.loss, problem.tx, problem.start, batches, chunk=budget.steps // budget.chunks)
     final = problem.finish(trained.params)
-    mask = magnitude_mask(dense, sparsity)
     return dict(
         test_error=error_rate(final, split.x_test, split.y_test),
         surviving=surviving_fraction(final),
         error_before_finish=error_rate(trained.params, split.x_test, split.y_test),
-        violation_before_finish=mask_violation(trained.params, mask) if method in MASKED else float("nan"),
+        violation_before_finish=mask_violation(trained.params, problem.mask) if method in MASKED else float("nan"),
         final_loss=float(np.mean(trained.losses[-10:])),
         ms_per_step=trained.ms_per_step,
     )
