@@ -36,9 +36,9 @@ LOCK_PYTHON = "3.11"
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM = Path(os.environ.get("LSQLAB_CHROMIUM", DEBIAN_CHROMIUM))
 ENVIRONMENT_FILES = (ROOT / "environment.yml", ROOT / "binder" / "environment.yml")
-# JupyterLab's settings defaults inside .venv: no "get notified about Jupyter news?" pop-up over the figures.
 # What the wheel installs to enable lsqlab's Jupyter server extension (an editable install does not).
 SERVER_EXTENSION_CONFIG = VENV / "etc" / "jupyter" / "jupyter_server_config.d" / "lsqlab_jupyter.json"
+# JupyterLab's settings defaults inside .venv: no "get notified about Jupyter news?" pop-up over the figures.
 LAB_OVERRIDES = VENV / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
 NO_NEWS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
 
