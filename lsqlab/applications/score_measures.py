@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lsqlab.applications.score_model import DIM, NoisedBatch, Params, ScoreFn, _jacobians
+from lsqlab.applications.score_model import DIM, NoisedBatch, Params, ScoreFn, score_jacobians
 
 
 def exact_score(x: jax.Array, sigma: jax.Array, data: jax.Array) -> jax.Array:
@@ -33,6 +33,7 @@ def exact_log_density(x: jax.Array, sigma: jax.Array, data: jax.Array) -> jax.Ar
 
 
 _exact_score = jax.jit(exact_score)
+_jacobians = jax.jit(score_jacobians)
 
 
 def nasym(jacobians: jax.Array) -> jax.Array:

@@ -67,8 +67,6 @@ def score_jacobians(params: Params, x: jax.Array, sigma: jax.Array) -> jax.Array
     return jax.vmap(one)(x, sigma)
 
 
-_jacobians = jax.jit(score_jacobians)
-
 
 def noise_levels(key: jax.Array, k: int, dtype=jnp.float64) -> jax.Array:
     """k noise levels, log-uniform on [SIGMA_MIN, SIGMA_MAX]."""
