@@ -309,9 +309,8 @@ def run_all_cells(page) -> list[str]:
 
 def save_and_reload(page) -> None:
     """Once the kernel is idle (a control's computation finished), save the notebook (its outputs hold the
-    widget views), reload the page and wait for the kernel. Reloading while the kernel still computes
-    can leave JupyterLab's widget manager without the models ("model not found"), a race of the page
-    restore under load that is not what this check is about."""
+    widget views), reload the page and wait for the kernel. The reload is checked on the state the
+    controls left, not on a computation still running."""
     page.wait_for_function(KERNEL_READY_JS, timeout=KERNEL_READY_S * 1000, polling=250)
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", polling=250)
@@ -327,20 +326,22 @@ def widget_cells(page) -> list[int]:
 def kernel_figures(page) -> list[list[list]]:
     """The signature (per trace: type, name, number of values, their finite sum) of every live figure
     widget in the kernel."""
-    answer = page.evaluate(KERNEL_VALUE_JS, {"code": KERNEL_FIGURES_CODE, "name": "_lsqlab_browser_figures()"})
-    if answer.startswith("error: "):
-        raise RuntimeError(f"the kernel could not list its figures: {answer}")
-    return json.loads(ast.literal_eval(answer))
+    return json.loads(ast.literal_eval(kernel_value(page, KERNEL_FIGURES_CODE, "_lsqlab_browser_figures()")))
 
 
 def kernel_figure_modules(page) -> list[str]:
     """The front-end module (anywidget ``_esm``) of every live figure widget in the kernel."""
     code = ("from ipywidgets.widgets.widget import _instances as _i; from plotly.basewidget import BaseFigureWidget; "
             "_lsqlab_modules = [w._esm for w in list(_i.values()) if isinstance(w, BaseFigureWidget)]")
-    answer = page.evaluate(KERNEL_VALUE_JS, {"code": code, "name": "_lsqlab_modules"})
+    return ast.literal_eval(kernel_value(page, code, "_lsqlab_modules"))
+
+
+def kernel_value(page, code: str, name: str) -> str:
+    """Run ``code`` silently in the current notebook's kernel; the repr of the expression ``name``."""
+    answer = page.evaluate(KERNEL_VALUE_JS, {"code": code, "name": name})
     if answer.startswith("error: "):
-        raise RuntimeError(f"the kernel could not list its figures' modules: {answer}")
-    return ast.literal_eval(answer)
+        raise RuntimeError(f"the kernel could not evaluate {name}: {answer}")
+    return answer
 
 
 def same_traces(drawn: list[list], kernel: list[list]) -> bool:
